@@ -1,0 +1,43 @@
+"""The HTTP API: `create_app(settings)` builds it; nothing is built at import time."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy import text
+
+from app.api import errors
+from app.api.deps import RuntimeDep
+from app.api.routes import jobs
+from app.config import Settings, get_settings
+from app.runtime import Runtime
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or get_settings()
+    runtime = Runtime(settings)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        runtime.close()
+
+    app = FastAPI(
+        title="keybind",
+        version="0.1.0",
+        description="Bind SSH key pairs to cloud instances in bulk.",
+        lifespan=lifespan,
+    )
+    app.state.runtime = runtime
+    errors.install(app)
+    app.include_router(jobs.router)
+
+    @app.get("/healthz", tags=["ops"])
+    def healthz(rt: RuntimeDep) -> dict[str, str]:
+        with rt.sessions() as session:
+            session.execute(text("SELECT 1"))
+        return {"status": "ok"}
+
+    return app

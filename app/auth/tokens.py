@@ -1,0 +1,73 @@
+"""API tokens: random secrets shown once, stored only as SHA-256 hashes, with scopes."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.db import transaction, utcnow
+from app.jobs.models import ApiToken
+
+TOKEN_PREFIX = "kb_"
+SCOPES = frozenset({"jobs:read", "jobs:write", "admin"})
+DEFAULT_SCOPES = ("jobs:read", "jobs:write")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    name: str
+    scopes: frozenset[str]
+
+    def allows(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes
+
+
+def hash_token(token: str) -> str:
+    # Tokens carry 256 random bits, so a fast hash is enough: there is nothing to brute-force.
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def create_token(
+    sessions: sessionmaker[Session], *, name: str, scopes: tuple[str, ...] = DEFAULT_SCOPES
+) -> str:
+    """A new token for `name`; the only time its plain value exists."""
+    unknown = set(scopes) - SCOPES
+    if unknown:
+        raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}")
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    with transaction(sessions) as session:
+        if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
+            raise ValueError(f"a token named {name!r} exists already")
+        session.add(
+            ApiToken(
+                name=name,
+                token_hash=hash_token(token),
+                scopes=" ".join(sorted(set(scopes))),
+                created_at=utcnow(),
+            )
+        )
+    return token
+
+
+def revoke_token(sessions: sessionmaker[Session], *, name: str) -> bool:
+    with transaction(sessions) as session:
+        result = session.execute(
+            update(ApiToken)
+            .where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
+            .values(revoked_at=utcnow())
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def authenticate(session: Session, token: str) -> Principal | None:
+    digest = hash_token(token)
+    row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+    # The lookup is by hash; compare again in constant time so no timing leaks which prefix matched.
+    if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
+        return None
+    return Principal(name=row.name, scopes=frozenset(row.scopes.split()))

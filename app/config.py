@@ -1,0 +1,71 @@
+"""Settings: one typed object read from the environment, never built at import time."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_HOME = Path(".keybind")
+
+
+class Settings(BaseSettings):
+    """Everything keybind reads from its environment (`KEYBIND_*` plus the clouds' own names)."""
+
+    model_config = SettingsConfigDict(env_prefix="KEYBIND_", extra="ignore", populate_by_name=True)
+
+    # Embedded defaults: a SQLite file, a filesystem broker and a file-based limiter, so
+    # `keybind dev` runs with nothing but Python. Production sets PostgreSQL and Redis URLs.
+    home: Path = DEFAULT_HOME
+    database_url: str = ""
+    redis_url: str = ""
+    broker_url: str = ""
+    queue_prefix: str = "keybind"
+
+    tencent_endpoint: str = "https://cvm.tencentcloudapi.com"
+    tencentcloud_secret_id: SecretStr | None = Field(
+        default=None, validation_alias="TENCENTCLOUD_SECRET_ID"
+    )
+    tencentcloud_secret_key: SecretStr | None = Field(
+        default=None, validation_alias="TENCENTCLOUD_SECRET_KEY"
+    )
+    tencentcloud_session_token: SecretStr | None = Field(
+        default=None, validation_alias="TENCENTCLOUD_SESSION_TOKEN"
+    )
+
+    rate_limit: float = Field(default=10.0, gt=0)
+    # The limiter's window is one second plus this margin, so scheduling jitter between our
+    # grant and the cloud's clock cannot push an 11th call into one of the cloud's seconds.
+    rate_limit_margin_ms: int = Field(default=10, ge=0, le=500)
+    rate_limit_max_wait_s: float = Field(default=5.0, gt=0)
+
+    max_attempts: int = Field(default=8, ge=1)
+    retry_budget_s: float = Field(default=900.0, gt=0)
+    backoff_base_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=60.0, gt=0)
+
+    http_timeout_s: float = Field(default=10.0, gt=0)
+    lease_s: float = Field(default=60.0, gt=0)
+    dispatch_lease_s: float = Field(default=30.0, gt=0)
+    dispatch_horizon_s: float = Field(default=3.0, gt=0)
+    dispatch_interval_s: float = Field(default=1.0, gt=0)
+    max_instances: int = Field(default=100_000, ge=1)
+
+    @property
+    def effective_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.home / 'keybind.sqlite3').resolve()}"
+
+    @property
+    def effective_broker_url(self) -> str:
+        return self.broker_url or self.redis_url or "filesystem://"
+
+    @property
+    def uses_embedded_broker(self) -> bool:
+        return self.effective_broker_url.startswith("filesystem://")
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,133 @@
+"""Tables: jobs, their targets (one per instance), every API attempt, and API tokens."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.db import Base, UTCDateTime
+
+# SQLite only auto-increments INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for 100k-row jobs.
+BigId = BigInteger().with_variant(Integer(), "sqlite")
+
+WAITING_SQL = text("state IN ('pending', 'retrying')")
+
+
+class Job(Base):
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    provider: Mapped[str] = mapped_column(String(16))
+    account: Mapped[str] = mapped_column(String(64))
+    region: Mapped[str] = mapped_column(String(32))
+    key_ids: Mapped[list[str]] = mapped_column(JSON)
+    options: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    power_policy: Mapped[str] = mapped_column(String(16))
+    batch_size: Mapped[int] = mapped_column(Integer, default=1)
+    priority: Mapped[int] = mapped_column(Integer, default=0)
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    total: Mapped[int] = mapped_column(Integer)
+    # Counters kept in the same transaction as each target move, so a status poll reads one
+    # row instead of counting 100k targets.
+    n_pending: Mapped[int] = mapped_column(Integer, default=0)
+    n_running: Mapped[int] = mapped_column(Integer, default=0)
+    n_retrying: Mapped[int] = mapped_column(Integer, default=0)
+    n_succeeded: Mapped[int] = mapped_column(Integer, default=0)
+    n_failed: Mapped[int] = mapped_column(Integer, default=0)
+    n_cancelled: Mapped[int] = mapped_column(Integer, default=0)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    submitted_by: Mapped[str] = mapped_column(String(128))
+    source: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Target(Base):
+    __tablename__ = "targets"
+    __table_args__ = (
+        UniqueConstraint("job_id", "instance_id"),
+        # The dispatcher's scan: waiting targets of one job, oldest due first.
+        Index(
+            "ix_targets_waiting",
+            "job_id",
+            "next_attempt_at",
+            postgresql_where=WAITING_SQL,
+            sqlite_where=WAITING_SQL,
+        ),
+        Index("ix_targets_job_state", "job_id", "state", "id"),
+        # The dispatcher's in-flight count: targets out with the broker, not yet claimed.
+        Index(
+            "ix_targets_dispatched",
+            "job_id",
+            "dispatched_until",
+            postgresql_where=text("dispatched_until IS NOT NULL"),
+            sqlite_where=text("dispatched_until IS NOT NULL"),
+        ),
+        # The sweeper's scan: claims whose lease ran out.
+        Index(
+            "ix_targets_running_lease",
+            "lease_until",
+            postgresql_where=text("state = 'running'"),
+            sqlite_where=text("state = 'running'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"))
+    instance_id: Mapped[str] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set when the dispatcher hands the target to the broker; a lost message is released
+    # again once this passes.
+    dispatched_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Set while a worker owns the target; only the holder of lease_token may record a result.
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lease_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Attempt(Base):
+    """One call to the cloud for one target: kept for audit and for counting calls."""
+
+    __tablename__ = "attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    target_id: Mapped[int] = mapped_column(ForeignKey("targets.id", ondelete="CASCADE"), index=True)
+    action: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    latency_ms: Mapped[float] = mapped_column()
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    error_code: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    scopes: Mapped[str] = mapped_column(String(256))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -1,0 +1,83 @@
+"""The API's request and response bodies."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from app.jobs.states import JobState, TargetState
+
+
+class JobCreate(BaseModel):
+    """`POST /v1/jobs`: bind `key_ids` to every instance in `instance_ids`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["tencent"]
+    region: str = Field(max_length=64)
+    instance_ids: list[str] = Field(min_length=1)
+    key_ids: list[str] = Field(min_length=1, max_length=100)
+    force_stop: bool = False
+
+
+class FieldProblem(BaseModel):
+    field: str
+    value: object | None = None
+    message: str
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    details: list[FieldProblem] = []
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class JobCreated(BaseModel):
+    id: str
+    state: JobState
+    total: int
+
+
+class Counts(BaseModel):
+    pending: int
+    running: int
+    retrying: int
+    succeeded: int
+    failed: int
+    cancelled: int
+
+
+class JobView(BaseModel):
+    id: str
+    state: JobState
+    provider: str
+    region: str
+    key_ids: list[str]
+    power_policy: Literal["refuse", "force_stop"]
+    total: int
+    counts: Counts
+    submitted_by: str
+    source: str
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+
+class TargetView(BaseModel):
+    instance_id: str
+    state: TargetState
+    attempts: int
+    error_code: str | None
+    error_message: str | None
+    request_id: str | None
+
+
+class TargetPage(BaseModel):
+    items: list[TargetView]
+    next_cursor: str | None

@@ -1,0 +1,137 @@
+"""The global rate limiter: a sliding-window log shared by every worker on every machine.
+
+A key allows at most `slots` grants in any window of `window` seconds. Redis keeps the log
+(a sorted set of grant times, clock from Redis `TIME` so hosts agree); `FileLimiter` is the
+embedded twin for `keybind dev`, one file per key under an flock.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import math
+import os
+import random
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+import redis
+
+if TYPE_CHECKING:
+    from app.config import Settings
+
+
+def slots_and_window(limit: float, window_s: float) -> tuple[int, float]:
+    """A limit of L calls/s: floor(L) slots (at least 1) per window scaled to match.
+    10 -> 10 per window_s; 0.5 -> 1 per 2 * window_s."""
+    slots = max(1, math.floor(limit))
+    return slots, window_s * slots / limit
+
+
+class Limiter(Protocol):
+    def try_acquire(self, key: str, limit: float, *, now: float | None = None) -> float:
+        """Take a slot if one is free: 0.0 when granted, else seconds until one frees."""
+        ...
+
+    def acquire(self, key: str, limit: float, *, max_wait: float) -> float | None:
+        """Block until granted (returns seconds waited) or until max_wait would pass (None)."""
+        ...
+
+
+class _Blocking:
+    def try_acquire(self, key: str, limit: float, *, now: float | None = None) -> float:
+        raise NotImplementedError
+
+    def acquire(self, key: str, limit: float, *, max_wait: float) -> float | None:
+        start = time.monotonic()
+        while True:
+            wait = self.try_acquire(key, limit)
+            waited = time.monotonic() - start
+            if wait <= 0:
+                return waited
+            if waited + wait > max_wait:
+                return None
+            # A little jitter so processes woken for the same free slot do not stampede.
+            time.sleep(wait + random.uniform(0, 0.002))
+
+
+# KEYS[1] log key, KEYS[2] counter key; ARGV: slots, window (µs). Returns wait in µs (0 = granted).
+_SCRIPT = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local slots = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+if redis.call('ZCARD', KEYS[1]) < slots then
+  local n = redis.call('INCR', KEYS[2])
+  redis.call('ZADD', KEYS[1], now, now .. '-' .. n)
+  redis.call('PEXPIRE', KEYS[1], math.ceil(window / 1000) + 1000)
+  redis.call('PEXPIRE', KEYS[2], math.ceil(window / 1000) + 1000)
+  return 0
+end
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return math.max(1, tonumber(oldest[2]) + window - now)
+"""
+
+
+class RedisLimiter(_Blocking):
+    def __init__(
+        self, client: redis.Redis, *, window_s: float = 1.010, prefix: str = "keybind:rl:"
+    ) -> None:
+        self._client = client
+        self._window_s = window_s
+        self._prefix = prefix
+        self._script = client.register_script(_SCRIPT)
+
+    def try_acquire(self, key: str, limit: float, *, now: float | None = None) -> float:
+        slots, window = slots_and_window(limit, self._window_s)
+        full = self._prefix + key
+        wait_us = self._script(keys=[full, full + ":n"], args=[slots, int(window * 1e6)])
+        return int(wait_us) / 1e6
+
+
+class FileLimiter(_Blocking):
+    def __init__(self, directory: Path, *, window_s: float = 1.010) -> None:
+        self._dir = directory
+        self._dir.mkdir(parents=True, exist_ok=True)
+        self._window_s = window_s
+
+    def try_acquire(self, key: str, limit: float, *, now: float | None = None) -> float:
+        slots, window = slots_and_window(limit, self._window_s)
+        path = self._dir / (key.replace("/", "_").replace(":", "_") + ".json")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            t = time.time() if now is None else now
+            raw = os.read(fd, 1 << 20)
+            log = [x for x in (json.loads(raw) if raw else []) if x > t - window]
+            if len(log) < slots:
+                log.append(t)
+                wait = 0.0
+            else:
+                wait = max(1e-6, log[0] + window - t)
+            os.lseek(fd, 0, os.SEEK_SET)
+            os.ftruncate(fd, 0)
+            os.write(fd, json.dumps(log).encode())
+            return wait
+        finally:
+            os.close(fd)  # closing releases the flock
+
+
+def build_limiter(settings: Settings) -> Limiter:
+    window = 1 + settings.rate_limit_margin_ms / 1000
+    if settings.redis_url:
+        return RedisLimiter(redis.Redis.from_url(settings.redis_url), window_s=window)
+    return FileLimiter(settings.home / "ratelimit", window_s=window)
+
+
+def max_in_window(timestamps: list[float], window: float = 1.0) -> int:
+    """The most timestamps in any half-open window [t, t + window)."""
+    ts = sorted(timestamps)
+    best = lo = 0
+    for hi, t in enumerate(ts):
+        while ts[lo] <= t - window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best

@@ -1,0 +1,130 @@
+"""The long-lived things one process needs: database sessions, limiter, cloud clients, producer.
+
+Built lazily and once per process (after a prefork worker forks), never at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Sequence
+from functools import cached_property
+from typing import TYPE_CHECKING
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from app.config import Settings, get_settings
+from app.db import make_engine, make_sessionmaker
+from app.jobs.retry import RetryPolicy
+from app.providers.base import Provider
+from app.ratelimit import Limiter, build_limiter
+
+if TYPE_CHECKING:
+    from celery import Celery
+
+BIND_TASK = "keybind.bind"
+DISPATCH_TASK = "keybind.dispatch"
+
+
+class Runtime:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.rng = random.Random()
+        self._providers: dict[tuple[str, str], Provider] = {}
+
+    @cached_property
+    def engine(self) -> Engine:
+        return make_engine(self.settings)
+
+    @cached_property
+    def sessions(self) -> sessionmaker[Session]:
+        return make_sessionmaker(self.engine)
+
+    @cached_property
+    def limiter(self) -> Limiter:
+        return build_limiter(self.settings)
+
+    @cached_property
+    def retry_policy(self) -> RetryPolicy:
+        s = self.settings
+        return RetryPolicy(
+            max_attempts=s.max_attempts,
+            budget_s=s.retry_budget_s,
+            base_s=s.backoff_base_s,
+            max_s=s.backoff_max_s,
+        )
+
+    @cached_property
+    def celery(self) -> Celery:
+        from app.worker.celery_app import create_celery
+
+        return create_celery(self.settings)
+
+    @property
+    def bind_queue(self) -> str:
+        return f"{self.settings.queue_prefix}.bind"
+
+    @property
+    def control_queue(self) -> str:
+        return f"{self.settings.queue_prefix}.control"
+
+    def provider(self, name: str, account: str) -> Provider:
+        key = (name, account)
+        if key not in self._providers:
+            if name != "tencent":
+                raise ValueError(f"unknown provider {name!r}")
+            from app.providers.tencent.client import build_tencent_provider
+
+            self._providers[key] = build_tencent_provider(self.settings)
+        return self._providers[key]
+
+    def rate_for(self, provider: str) -> float:
+        return self.settings.rate_limit
+
+    def limiter_key(self, provider: str, account: str, action: str) -> str:
+        return f"{provider}:{account}:{action}"
+
+    def enqueue_binds(self, batches: Sequence[Sequence[int]]) -> None:
+        for batch in batches:
+            self.celery.send_task(
+                BIND_TASK,
+                args=[list(batch)],
+                queue=self.bind_queue,
+                # After the dispatch lease the dispatcher releases the target again anyway.
+                expires=self.settings.dispatch_lease_s,
+            )
+
+    def kick_dispatch(self) -> None:
+        self.celery.send_task(
+            DISPATCH_TASK,
+            queue=self.control_queue,
+            expires=max(5.0, 5 * self.settings.dispatch_interval_s),
+        )
+
+    def close(self) -> None:
+        for p in self._providers.values():
+            p.close()
+        self._providers.clear()
+        if "engine" in self.__dict__:
+            self.engine.dispose()
+
+
+_runtime: Runtime | None = None
+_runtime_pid: int | None = None
+
+
+def get_runtime() -> Runtime:
+    """This process's runtime; a forked child builds its own (no shared sockets)."""
+    global _runtime, _runtime_pid
+    if _runtime is None or _runtime_pid != os.getpid():
+        _runtime = Runtime(get_settings())
+        _runtime_pid = os.getpid()
+    return _runtime
+
+
+def reset_runtime() -> None:
+    global _runtime
+    if _runtime is not None and _runtime_pid == os.getpid():
+        _runtime.close()
+    _runtime = None

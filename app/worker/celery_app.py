@@ -1,0 +1,66 @@
+"""The Celery app, built from Settings. Broker only delivers; job state lives in the database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import Celery
+from kombu import Queue
+
+from app.config import Settings
+
+# Redis re-delivers any message not acked within this; our tasks finish in seconds and retry
+# times live in the database, so it only has to outlast one call plus a limiter wait.
+VISIBILITY_TIMEOUT_S = 600
+
+
+def broker_options(settings: Settings) -> dict[str, Any]:
+    if settings.uses_embedded_broker:
+        folder = (settings.home / "broker").resolve()
+        for sub in ("queue", "control"):
+            (folder / sub).mkdir(parents=True, exist_ok=True)
+        return {
+            "data_folder_in": str(folder / "queue"),
+            "data_folder_out": str(folder / "queue"),
+            "control_folder": str(folder / "control"),
+        }
+    return {"visibility_timeout": VISIBILITY_TIMEOUT_S}
+
+
+def create_celery(settings: Settings) -> Celery:
+    from app.worker import tasks
+
+    prefix = settings.queue_prefix
+    app = Celery("keybind", broker=settings.effective_broker_url, set_as_current=False)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,
+        task_store_errors_even_if_ignored=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options=broker_options(settings),
+        worker_cancel_long_running_tasks_on_connection_loss=True,
+        worker_hijack_root_logger=False,
+        task_queues=[Queue(f"{prefix}.bind"), Queue(f"{prefix}.control")],
+        task_default_queue=f"{prefix}.bind",
+        task_serializer="json",
+        accept_content=["json"],
+        beat_schedule={
+            "dispatch": {
+                "task": tasks.DISPATCH_TASK,
+                "schedule": settings.dispatch_interval_s,
+                "options": {
+                    "queue": f"{prefix}.control",
+                    # A backlog of ticks is worthless: the next one does the same work.
+                    "expires": max(5.0, 5 * settings.dispatch_interval_s),
+                },
+            }
+        },
+        beat_schedule_filename=str((settings.home / "celerybeat-schedule").resolve()),
+        worker_send_task_events=True,
+        task_send_sent_event=True,
+        timezone="UTC",
+    )
+    tasks.register(app)
+    return app

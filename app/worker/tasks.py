@@ -1,0 +1,34 @@
+"""Celery tasks: thin entry points that take ids and call one service function."""
+
+from __future__ import annotations
+
+from celery import Celery
+from celery.signals import worker_process_init, worker_process_shutdown
+
+from app.jobs.binding import bind_targets
+from app.jobs.dispatch import dispatch as run_dispatch
+from app.runtime import BIND_TASK, DISPATCH_TASK, get_runtime, reset_runtime
+
+__all__ = ["BIND_TASK", "DISPATCH_TASK", "register"]
+
+
+def register(app: Celery) -> None:
+    @app.task(name=BIND_TASK, acks_late=True, reject_on_worker_lost=True)
+    def bind(target_ids: list[int]) -> int:
+        return bind_targets(get_runtime(), target_ids)
+
+    @app.task(name=DISPATCH_TASK, acks_late=False)
+    def dispatch() -> int:
+        tick = run_dispatch(get_runtime())
+        return sum(len(b) for b in tick.released)
+
+
+@worker_process_init.connect
+def _fresh_runtime(**_: object) -> None:
+    # A forked child must not reuse the parent's database or HTTP connections.
+    reset_runtime()
+
+
+@worker_process_shutdown.connect
+def _close_runtime(**_: object) -> None:
+    reset_runtime()
