@@ -8,10 +8,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
-from app.jobs.models import Attempt, Job, Target
+from app.jobs.models import Attempt, IdempotencyKey, Job, Target
 from app.jobs.states import (
     FINAL_JOB_STATES,
     WAITING_TARGET_STATES,
@@ -259,3 +261,57 @@ def try_dispatch_lock(session: Session) -> bool:
     if session.get_bind().dialect.name != "postgresql":
         return True
     return bool(session.scalar(select(func.pg_try_advisory_xact_lock(0x6B657962))))
+
+
+def claim_idempotency_key(
+    session: Session, *, owner: str, key: str, fingerprint: str, now: datetime
+) -> IdempotencyKey | None:
+    """Insert the key; None when this caller now holds it, else the row someone else holds."""
+    dialect = session.get_bind().dialect.name
+    values = {"owner": owner, "key": key, "fingerprint": fingerprint, "created_at": now}
+    stmt: Any
+    if dialect == "postgresql":
+        stmt = pg_insert(IdempotencyKey).values(values).on_conflict_do_nothing()
+    else:
+        stmt = sqlite_insert(IdempotencyKey).values(values).on_conflict_do_nothing()
+    # rowcount is not reliable with RETURNING on every driver; a returned id is.
+    if session.execute(stmt.returning(IdempotencyKey.id)).scalar_one_or_none() is not None:
+        return None
+    return session.scalars(
+        select(IdempotencyKey).where(IdempotencyKey.owner == owner, IdempotencyKey.key == key)
+    ).one()
+
+
+def take_over_idempotency_key(
+    session: Session, row_id: int, fingerprint: str, now: datetime
+) -> bool:
+    """Take an abandoned in-flight key (its writer died before committing a job)."""
+    result = session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.id == row_id, IdempotencyKey.job_id.is_(None))
+        .values(fingerprint=fingerprint, created_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def bind_idempotency_key(session: Session, *, owner: str, key: str, job_id: str) -> None:
+    session.execute(
+        update(IdempotencyKey)
+        .where(IdempotencyKey.owner == owner, IdempotencyKey.key == key)
+        .values(job_id=job_id)
+    )
+
+
+def release_idempotency_key(session: Session, *, owner: str, key: str) -> None:
+    session.execute(
+        delete(IdempotencyKey).where(
+            IdempotencyKey.owner == owner,
+            IdempotencyKey.key == key,
+            IdempotencyKey.job_id.is_(None),
+        )
+    )
+
+
+def expire_idempotency_keys(session: Session, before: datetime) -> int:
+    result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < before))
+    return int(result.rowcount)  # type: ignore[attr-defined]

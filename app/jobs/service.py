@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -23,10 +25,51 @@ class InvalidJob(Exception):
         self.problems = problems
 
 
+class IdempotencyConflict(Exception):
+    """The key is being used by a request that has not finished yet (409)."""
+
+
+class IdempotencyMismatch(Exception):
+    """The key was used before with a different request body (422)."""
+
+
+# A key whose first request never committed a job is free again after this.
+ABANDONED_KEY_AFTER = timedelta(minutes=5)
+KEEP_KEYS_FOR = timedelta(hours=24)
+
+
 @dataclass(frozen=True, slots=True)
 class Submitter:
     name: str
     source: str = "api"
+
+
+@dataclass(frozen=True, slots=True)
+class Submission:
+    job: Job
+    replayed: bool  # True when an Idempotency-Key repeat returned the earlier job
+
+
+def fingerprint(request: JobCreate) -> str:
+    return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
+
+
+def _reserve_key(sessions: sessionmaker[Session], *, owner: str, key: str, fp: str) -> str | None:
+    """Hold `key` for this request; returns the job of an earlier identical request."""
+    now = utcnow()
+    with transaction(sessions) as session:
+        held = repo.claim_idempotency_key(session, owner=owner, key=key, fingerprint=fp, now=now)
+        if held is None:
+            return None
+        if held.job_id is None:
+            if now - held.created_at > ABANDONED_KEY_AFTER and repo.take_over_idempotency_key(
+                session, held.id, fp, now
+            ):
+                return None
+            raise IdempotencyConflict(key)
+        if held.fingerprint != fp:
+            raise IdempotencyMismatch(key)
+        return held.job_id
 
 
 def submit_job(
@@ -36,11 +79,23 @@ def submit_job(
     submitter: Submitter,
     max_instances: int,
     account: str = "default",
-) -> Job:
-    """Validate, then write the job and all its targets in one transaction."""
+    idempotency_key: str | None = None,
+) -> Submission:
+    """Validate, then write the job and all its targets in one transaction.
+
+    With an idempotency key, a repeat of the same request returns the first job instead."""
     problems = validate_job(request, max_instances=max_instances)
     if problems:
         raise InvalidJob(problems)
+    if idempotency_key is not None:
+        earlier = _reserve_key(
+            sessions, owner=submitter.name, key=idempotency_key, fp=fingerprint(request)
+        )
+        if earlier is not None:
+            with sessions() as session:
+                found = repo.get_job(session, earlier)
+            assert found is not None  # the key row cascades away with its job
+            return Submission(found, replayed=True)
     now = utcnow()
     job = Job(
         id=str(uuid.uuid4()),
@@ -66,9 +121,19 @@ def submit_job(
         created_at=now,
         updated_at=now,
     )
-    with transaction(sessions) as session:
-        repo.insert_job(session, job, request.instance_ids, now)
-    return job
+    try:
+        with transaction(sessions) as session:
+            repo.insert_job(session, job, request.instance_ids, now)
+            if idempotency_key is not None:
+                repo.bind_idempotency_key(
+                    session, owner=submitter.name, key=idempotency_key, job_id=job.id
+                )
+    except BaseException:
+        if idempotency_key is not None:
+            with transaction(sessions) as session:
+                repo.release_idempotency_key(session, owner=submitter.name, key=idempotency_key)
+        raise
+    return Submission(job, replayed=False)
 
 
 def get_job(*, sessions: sessionmaker[Session], job_id: str) -> Job | None:
@@ -86,3 +151,9 @@ def list_targets(
 ) -> list[Target]:
     with sessions() as session:
         return repo.list_targets(session, job_id, state=state, after_id=after_id, limit=limit)
+
+
+def expire_idempotency_keys(*, sessions: sessionmaker[Session]) -> int:
+    """Forget keys older than KEEP_KEYS_FOR; their jobs stay."""
+    with transaction(sessions) as session:
+        return repo.expire_idempotency_keys(session, utcnow() - KEEP_KEYS_FOR)

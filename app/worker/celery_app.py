@@ -55,7 +55,12 @@ def create_celery(settings: Settings) -> Celery:
                     # A backlog of ticks is worthless: the next one does the same work.
                     "expires": max(5.0, 5 * settings.dispatch_interval_s),
                 },
-            }
+            },
+            "housekeeping": {
+                "task": tasks.HOUSEKEEPING_TASK,
+                "schedule": 600.0,
+                "options": {"queue": f"{prefix}.control", "expires": 600.0},
+            },
         },
         beat_schedule_filename=str((settings.home / "celerybeat-schedule").resolve()),
         worker_send_task_events=True,

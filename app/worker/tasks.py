@@ -7,9 +7,11 @@ from celery.signals import worker_process_init, worker_process_shutdown
 
 from app.jobs.binding import bind_targets
 from app.jobs.dispatch import dispatch as run_dispatch
+from app.jobs.service import expire_idempotency_keys
 from app.runtime import BIND_TASK, DISPATCH_TASK, get_runtime, reset_runtime
 
-__all__ = ["BIND_TASK", "DISPATCH_TASK", "register"]
+HOUSEKEEPING_TASK = "keybind.housekeeping"
+__all__ = ["BIND_TASK", "DISPATCH_TASK", "HOUSEKEEPING_TASK", "register"]
 
 
 def register(app: Celery) -> None:
@@ -21,6 +23,10 @@ def register(app: Celery) -> None:
     def dispatch() -> int:
         tick = run_dispatch(get_runtime())
         return sum(len(b) for b in tick.released)
+
+    @app.task(name=HOUSEKEEPING_TASK, acks_late=False)
+    def housekeeping() -> int:
+        return expire_idempotency_keys(sessions=get_runtime().sessions)
 
 
 @worker_process_init.connect

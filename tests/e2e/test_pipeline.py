@@ -96,7 +96,10 @@ def test_busy_instances_retry_to_success_and_missing_ones_fail_after_one_call(
     simulator.put_instances(
         [{"id": i, "faults": [{"code": "MutexOperation.TaskRunning", "times": 2}]} for i in busy]
         + [
-            {"id": i, "faults": [{"code": "OperationDenied.InstanceOperationInProgress", "times": 1}]}
+            {
+                "id": i,
+                "faults": [{"code": "OperationDenied.InstanceOperationInProgress", "times": 1}],
+            }
             for i in in_progress
         ]
     )

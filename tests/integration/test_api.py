@@ -6,7 +6,11 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from app.auth.tokens import create_token, revoke_token
-from app.jobs.models import Job, Target
+from app.db import transaction, utcnow
+from app.jobs import repository as repo
+from app.jobs.models import ApiToken, Job, Target
+from app.jobs.schemas import JobCreate
+from app.jobs.service import fingerprint
 from app.runtime import Runtime
 
 BODY = {
@@ -133,3 +137,45 @@ def test_a_large_job_is_accepted_in_one_piece(client: TestClient, rt: Runtime) -
     r = client.post("/v1/jobs", json={**BODY, "instance_ids": ids})
     assert r.status_code == 202 and r.json()["total"] == 20_000
     assert count(rt, Target) == 20_000
+
+
+def test_idempotency_key_returns_the_same_job_and_refuses_another_body(
+    client: TestClient, rt: Runtime
+) -> None:
+    headers = {"Idempotency-Key": "rotation-2026-11-23"}
+    first = client.post("/v1/jobs", json=BODY, headers=headers)
+    again = client.post("/v1/jobs", json=BODY, headers=headers)
+    assert first.status_code == again.status_code == 202
+    assert again.json()["id"] == first.json()["id"]
+    other = client.post("/v1/jobs", json={**BODY, "force_stop": True}, headers=headers)
+    assert other.status_code == 422 and other.json()["error"]["code"] == "idempotency_key_reused"
+    assert count(rt, Job) == 1
+    # Another key, or no key, is another job.
+    assert (
+        client.post("/v1/jobs", json=BODY, headers={"Idempotency-Key": "k2"}).json()["id"]
+        != (first.json()["id"])
+    )
+    assert count(rt, Job) == 2
+
+
+def test_idempotency_key_in_flight_is_a_409(client: TestClient, rt: Runtime, token: str) -> None:
+    # What a first request looks like between reserving its key and committing its job.
+    with rt.sessions() as s:
+        name = s.scalars(select(ApiToken.name)).one()  # the fixture's token is the only one
+    with transaction(rt.sessions) as s:
+        repo.claim_idempotency_key(
+            s,
+            owner=name,
+            key="busy",
+            fingerprint=fingerprint(JobCreate.model_validate(BODY)),
+            now=utcnow(),
+        )
+    r = client.post("/v1/jobs", json=BODY, headers={"Idempotency-Key": "busy"})
+    assert r.status_code == 409 and r.headers["retry-after"] == "1"
+    assert count(rt, Job) == 0
+
+
+def test_invalid_body_does_not_burn_the_key(client: TestClient) -> None:
+    headers = {"Idempotency-Key": "k-invalid"}
+    assert client.post("/v1/jobs", json={**BODY, "region": "x"}, headers=headers).status_code == 422
+    assert client.post("/v1/jobs", json=BODY, headers=headers).status_code == 202

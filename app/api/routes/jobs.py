@@ -55,14 +55,37 @@ def _view(job: Job) -> JobView:
     )
 
 
-@router.post("", status_code=202, response_model=JobCreated, responses=ERRORS)
-def submit(body: JobCreate, rt: RuntimeDep, who: Writer) -> JobCreated:
-    job = service.submit_job(
-        sessions=rt.sessions,
-        request=body,
-        submitter=service.Submitter(name=who.name, source="api"),
-        max_instances=rt.settings.max_instances,
-    )
+@router.post("", status_code=202, response_model=JobCreated, responses={**ERRORS, 409: {}})
+def submit(
+    body: JobCreate,
+    rt: RuntimeDep,
+    who: Writer,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
+) -> JobCreated:
+    try:
+        submission = service.submit_job(
+            sessions=rt.sessions,
+            request=body,
+            submitter=service.Submitter(name=who.name, source="api"),
+            max_instances=rt.settings.max_instances,
+            idempotency_key=idempotency_key,
+        )
+    except service.IdempotencyConflict as exc:
+        raise ApiError(
+            409,
+            "idempotency_key_in_use",
+            f"Idempotency-Key {idempotency_key!r}: its first request is still being processed",
+            headers={"Retry-After": "1"},
+        ) from exc
+    except service.IdempotencyMismatch as exc:
+        raise ApiError(
+            422,
+            "idempotency_key_reused",
+            f"Idempotency-Key {idempotency_key!r} was used before with a different body",
+        ) from exc
+    job = submission.job
+    if submission.replayed:
+        return JobCreated(id=job.id, state=JobState(job.state), total=job.total)
     try:
         rt.kick_dispatch()
     except (KombuError, OSError) as exc:
