@@ -1,0 +1,204 @@
+"""Tencent Cloud CVM API 3.0 client on httpx: one typed method per action, never raises for
+the cloud's or the network's failures; every call comes back as a `CallResult`."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+
+from app.config import Settings
+from app.providers.base import BindRequest, CallError, CallResult, ErrorClass
+from app.providers.tencent.errors import classify
+from app.providers.tencent.signing import TC3Auth
+
+VERSION = "2017-03-12"
+ASSOCIATE = "AssociateInstancesKeyPairs"
+DESCRIBE_INSTANCES = "DescribeInstances"
+
+
+class ProviderConfigError(Exception):
+    """The provider cannot be built from the settings (names the missing variable)."""
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceView:
+    instance_id: str
+    state: str
+    os_name: str
+    key_ids: tuple[str, ...]
+    latest_operation: str | None
+    latest_operation_state: str | None
+    latest_operation_request_id: str | None
+    tags: dict[str, str]
+
+
+def _synthetic(code: str, message: str) -> CallError:
+    return CallError(code=code, message=message, error_class=classify(code))
+
+
+class TencentClient:
+    """Calls CVM actions; `transport` lets tests inject an `httpx.MockTransport`."""
+
+    def __init__(
+        self,
+        *,
+        endpoint: str,
+        secret_id: str,
+        secret_key: str,
+        session_token: str | None = None,
+        timeout_s: float = 10.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        url = urlsplit(endpoint)
+        if url.scheme not in ("http", "https") or not url.netloc:
+            raise ProviderConfigError(
+                f"KEYBIND_TENCENT_ENDPOINT is not an http(s) URL: {endpoint!r}"
+            )
+        self.endpoint = f"{url.scheme}://{url.netloc}"
+        self._http = httpx.Client(
+            base_url=self.endpoint,
+            auth=TC3Auth(secret_id, secret_key, session_token=session_token),
+            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
+            limits=httpx.Limits(max_connections=10, max_keepalive_connections=10),
+            transport=transport,
+            trust_env=False,  # a proxy from the environment must not see signed requests
+        )
+
+    def __repr__(self) -> str:  # never the credentials
+        return f"TencentClient(endpoint={self.endpoint!r})"
+
+    def call(
+        self, action: str, region: str, params: dict[str, Any]
+    ) -> tuple[CallResult, dict[str, Any]]:
+        """POST one action; returns the result and the `Response` object (empty on failure)."""
+        body = json.dumps(params).encode()
+        headers = {
+            "Content-Type": "application/json",
+            "X-TC-Action": action,
+            "X-TC-Version": VERSION,
+            "X-TC-Region": region,
+            "X-TC-Language": "en-US",
+        }
+        started = time.perf_counter()
+        try:
+            response = self._http.post("/", content=body, headers=headers)
+        except httpx.TimeoutException as exc:
+            return self._failed(action, started, None, "keybind.Timeout", type(exc).__name__), {}
+        except httpx.TransportError as exc:
+            return self._failed(
+                action, started, None, "keybind.ConnectionError", type(exc).__name__
+            ), {}
+        latency = (time.perf_counter() - started) * 1000
+        if response.status_code != 200:
+            message = f"HTTP {response.status_code}: {response.text[:200]}"
+            return self._failed(
+                action, started, response.status_code, "keybind.HttpStatus", message
+            ), {}
+        try:
+            payload = response.json()["Response"]
+            assert isinstance(payload, dict)
+        except (ValueError, KeyError, TypeError, AssertionError):
+            message = f"not an API 3.0 answer: {response.text[:200]!r}"
+            return self._failed(action, started, 200, "keybind.BadResponse", message), {}
+        request_id = payload.get("RequestId")
+        error = payload.get("Error")
+        call_error = None
+        if isinstance(error, dict):
+            code = str(error.get("Code", "UnknownError"))
+            call_error = CallError(code, str(error.get("Message", "")), classify(code))
+        result = CallResult(action, request_id, latency, 200, call_error)
+        return result, payload
+
+    @staticmethod
+    def _failed(
+        action: str, started: float, status: int | None, code: str, message: str
+    ) -> CallResult:
+        latency = (time.perf_counter() - started) * 1000
+        return CallResult(action, None, latency, status, _synthetic(code, message))
+
+    def associate_instances_key_pairs(
+        self, region: str, instance_ids: list[str], key_ids: list[str], force_stop: bool
+    ) -> CallResult:
+        params = {"InstanceIds": instance_ids, "KeyIds": key_ids, "ForceStop": force_stop}
+        return self.call(ASSOCIATE, region, params)[0]
+
+    def describe_instances(
+        self,
+        region: str,
+        instance_ids: list[str] | None = None,
+        filters: list[dict[str, Any]] | None = None,
+        offset: int = 0,
+        limit: int = 100,
+    ) -> tuple[CallResult, list[InstanceView]]:
+        params: dict[str, Any] = {"Offset": offset, "Limit": limit}
+        if instance_ids:
+            params["InstanceIds"] = instance_ids
+        if filters:
+            params["Filters"] = filters
+        result, payload = self.call(DESCRIBE_INSTANCES, region, params)
+        views = [
+            InstanceView(
+                instance_id=i.get("InstanceId", ""),
+                state=i.get("InstanceState", ""),
+                os_name=i.get("OsName", ""),
+                key_ids=tuple((i.get("LoginSettings") or {}).get("KeyIds") or ()),
+                latest_operation=i.get("LatestOperation"),
+                latest_operation_state=i.get("LatestOperationState"),
+                latest_operation_request_id=i.get("LatestOperationRequestId"),
+                tags={t.get("Key", ""): t.get("Value", "") for t in i.get("Tags") or []},
+            )
+            for i in payload.get("InstanceSet") or []
+        ]
+        return result, views
+
+    def close(self) -> None:
+        self._http.close()
+
+
+class TencentProvider:
+    """The `Provider` for Tencent CVM."""
+
+    name = "tencent"
+    bind_action = ASSOCIATE
+
+    def __init__(self, client: TencentClient) -> None:
+        self.client = client
+
+    def bind(self, request: BindRequest) -> CallResult:
+        return self.client.associate_instances_key_pairs(
+            request.region, list(request.instance_ids), list(request.key_ids), request.force_stop
+        )
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def build_tencent_provider(settings: Settings) -> TencentProvider:
+    if settings.tencentcloud_secret_id is None:
+        raise ProviderConfigError("TENCENTCLOUD_SECRET_ID is not set")
+    if settings.tencentcloud_secret_key is None:
+        raise ProviderConfigError("TENCENTCLOUD_SECRET_KEY is not set")
+    token = settings.tencentcloud_session_token
+    client = TencentClient(
+        endpoint=settings.tencent_endpoint,
+        secret_id=settings.tencentcloud_secret_id.get_secret_value(),
+        secret_key=settings.tencentcloud_secret_key.get_secret_value(),
+        session_token=token.get_secret_value() if token else None,
+        timeout_s=settings.http_timeout_s,
+    )
+    return TencentProvider(client)
+
+
+__all__ = [
+    "ErrorClass",
+    "InstanceView",
+    "ProviderConfigError",
+    "TencentClient",
+    "TencentProvider",
+    "build_tencent_provider",
+]

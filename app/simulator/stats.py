@@ -1,0 +1,58 @@
+"""What the simulator saw: every call's arrival, action and outcome."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.ratelimit import max_in_window
+
+THROTTLED = "RequestLimitExceeded"
+
+
+@dataclass
+class ActionStats:
+    arrivals: list[float] = field(default_factory=list)  # every call, monotonic seconds
+    accepted_at: list[float] = field(default_factory=list)  # calls not throttled
+    codes: Counter[str] = field(default_factory=Counter)
+    per_instance: Counter[str] = field(default_factory=Counter)  # non-throttled calls naming it
+    succeeded: int = 0
+
+    def summary(self, detail: bool) -> dict[str, Any]:
+        throttled = self.codes.get(THROTTLED, 0)
+        span = (self.accepted_at[-1] - self.accepted_at[0]) if len(self.accepted_at) > 1 else 0.0
+        out: dict[str, Any] = {
+            "total": len(self.arrivals),
+            "accepted": len(self.accepted_at),
+            "throttled": throttled,
+            "succeeded": self.succeeded,
+            "errors": dict(self.codes),
+            "max_in_any_second": max_in_window(self.accepted_at, 1.0),
+            "max_in_any_second_all": max_in_window(self.arrivals, 1.0),
+            "sustained_rate": (len(self.accepted_at) - 1) / span if span > 0 else 0.0,
+            "first": self.accepted_at[0] if self.accepted_at else None,
+            "last": self.accepted_at[-1] if self.accepted_at else None,
+            "instances_called_more_than_once": sum(1 for n in self.per_instance.values() if n > 1),
+        }
+        if detail:
+            out["per_instance"] = dict(self.per_instance)
+        return out
+
+
+@dataclass
+class Stats:
+    actions: defaultdict[str, ActionStats] = field(default_factory=lambda: defaultdict(ActionStats))
+
+    def record(self, action: str, at: float, code: str | None, instance_ids: list[str]) -> None:
+        s = self.actions[action]
+        s.arrivals.append(at)
+        if code == THROTTLED:
+            s.codes[code] += 1
+            return
+        s.accepted_at.append(at)
+        if code is None:
+            s.succeeded += 1
+        else:
+            s.codes[code] += 1
+        s.per_instance.update(instance_ids)
