@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from app.config import Settings
 
@@ -23,6 +23,8 @@ def broker_options(settings: Settings) -> dict[str, Any]:
             "data_folder_in": str(folder / "queue"),
             "data_folder_out": str(folder / "queue"),
             "control_folder": str(folder / "control"),
+            # The default (1 s) would cap a worker at about one message a second.
+            "polling_interval": 0.02,
         }
     return {"visibility_timeout": VISIBILITY_TIMEOUT_S}
 
@@ -42,7 +44,10 @@ def create_celery(settings: Settings) -> Celery:
         broker_transport_options=broker_options(settings),
         worker_cancel_long_running_tasks_on_connection_loss=True,
         worker_hijack_root_logger=False,
-        task_queues=[Queue(f"{prefix}.bind"), Queue(f"{prefix}.control")],
+        task_queues=[
+            Queue(name, Exchange(name, type="direct"), routing_key=name)
+            for name in (f"{prefix}.bind", f"{prefix}.control")
+        ],
         task_default_queue=f"{prefix}.bind",
         task_serializer="json",
         accept_content=["json"],
