@@ -52,6 +52,8 @@ class Settings(BaseSettings):
     dispatch_horizon_s: float = Field(default=3.0, gt=0)
     dispatch_interval_s: float = Field(default=1.0, gt=0)
     max_instances: int = Field(default=100_000, ge=1)
+    # 100,000 instance IDs are about 1.7 MB of JSON; the limit leaves room without inviting abuse.
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
 
     @property
     def effective_database_url(self) -> str:

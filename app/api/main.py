@@ -10,6 +10,7 @@ from sqlalchemy import text
 
 from app.api import errors
 from app.api.deps import RuntimeDep
+from app.api.limits import BodyLimit
 from app.api.routes import jobs
 from app.config import Settings, get_settings
 from app.runtime import Runtime
@@ -31,6 +32,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     errors.install(app)
     app.include_router(jobs.router)
 

@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.jobs.states import JobState, TargetState
+from app.providers.tencent.regions import REGIONS
+
+# In the schema itself, so clients (and schemathesis) see what the API accepts.
+TencentInstanceId = Annotated[str, StringConstraints(pattern=r"^ins-[0-9a-z]{8}$")]
+TencentKeyId = Annotated[str, StringConstraints(pattern=r"^skey-[0-9a-z]{8}$")]
+TencentRegion = Literal[tuple(sorted(REGIONS))]  # type: ignore[valid-type]
 
 
 class JobCreate(BaseModel):
@@ -16,9 +22,17 @@ class JobCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     provider: Literal["tencent"]
-    region: str = Field(max_length=64)
-    instance_ids: list[str] = Field(min_length=1)
-    key_ids: list[str] = Field(min_length=1, max_length=100)
+    region: TencentRegion = Field(
+        description="A region where AssociateInstancesKeyPairs is offered."
+    )
+    instance_ids: list[TencentInstanceId] = Field(
+        min_length=1,
+        description="Instances to bind; no duplicates. At most KEYBIND_MAX_INSTANCES.",
+        json_schema_extra={"uniqueItems": True},
+    )
+    key_ids: list[TencentKeyId] = Field(
+        min_length=1, max_length=100, json_schema_extra={"uniqueItems": True}
+    )
     force_stop: bool = False
 
 

@@ -179,3 +179,30 @@ def test_invalid_body_does_not_burn_the_key(client: TestClient) -> None:
     headers = {"Idempotency-Key": "k-invalid"}
     assert client.post("/v1/jobs", json={**BODY, "region": "x"}, headers=headers).status_code == 422
     assert client.post("/v1/jobs", json=BODY, headers=headers).status_code == 202
+
+
+def test_an_oversized_body_is_a_413_and_writes_nothing(rt: Runtime, token: str) -> None:
+    from app.api.main import create_app
+
+    small = rt.settings.model_copy(update={"max_body_bytes": 4096})
+    with TestClient(create_app(small), headers={"Authorization": f"Bearer {token}"}) as c:
+        ids = [f"ins-{i:08d}" for i in range(1000)]
+        r = c.post("/v1/jobs", json={**BODY, "instance_ids": ids})
+        assert r.status_code == 413 and r.json()["error"]["code"] == "body_too_large"
+        assert "4096" in r.json()["error"]["message"]
+    assert count(rt, Job) == 0
+
+
+def test_more_instances_than_the_limit_is_a_422(rt: Runtime, token: str) -> None:
+    from app.api.main import create_app
+
+    few = rt.settings.model_copy(update={"max_instances": 2})
+    with TestClient(create_app(few), headers={"Authorization": f"Bearer {token}"}) as c:
+        r = c.post("/v1/jobs", json=BODY)
+        assert r.status_code == 422
+        assert r.json()["error"]["details"][0] == {
+            "field": "instance_ids",
+            "value": 3,
+            "message": "at most 2 instances per job",
+        }
+    assert count(rt, Job) == 0
