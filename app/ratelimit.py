@@ -122,7 +122,13 @@ class FileLimiter(_Blocking):
 def build_limiter(settings: Settings) -> Limiter:
     window = 1 + settings.rate_limit_margin_ms / 1000
     if settings.redis_url:
-        return RedisLimiter(redis.Redis.from_url(settings.redis_url), window_s=window)
+        # Namespaced like the queues, so two deployments (or test runs) on one Redis do not
+        # share buckets unless they share a prefix.
+        return RedisLimiter(
+            redis.Redis.from_url(settings.redis_url),
+            window_s=window,
+            prefix=f"{settings.queue_prefix}:rl:",
+        )
     return FileLimiter(settings.home / "ratelimit", window_s=window)
 
 
