@@ -14,8 +14,10 @@ import time
 
 import pytest
 import redis
+from sqlalchemy import func, select
 
 from app.config import Settings
+from app.jobs.models import Attempt, Job, Target
 from app.runtime import Runtime
 from tests.faults.conftest import check_invariants, progress, record, submit, wait_done
 from tests.support.processes import Processes, settings_env, wait_for
@@ -61,6 +63,49 @@ def test_worker_killed_twice_mid_job(
     assert figures["state"] == "succeeded"
     record(
         "worker SIGKILL x2", {**figures, "recovery_s": recoveries, "bound_twice": sim.bound_twice()}
+    )
+
+
+def test_worker_sigterm_drains_then_a_new_worker_finishes(
+    rt: Runtime, fsettings: Settings, sim: Simulator, procs: Processes
+) -> None:
+    """A redeploy: SIGTERM lets in-flight calls finish and record; nothing is left leased for
+    the sweeper, so no target pays a lease timeout or a `keybind.WorkerLost` attempt."""
+    env = settings_env(fsettings)
+    procs.beat(env)
+    victim = procs.worker(env, concurrency=3)
+    job_id = submit(rt, N, "s")
+    started(rt, job_id, 150)
+    victim.terminate_main()
+    t = time.monotonic()
+    victim.popen.wait(30)
+    drain_s = round(time.monotonic() - t, 2)
+    with rt.sessions() as s:
+        job = s.get(Job, job_id)
+        assert job is not None
+        held = s.scalar(
+            select(func.count()).where(Target.job_id == job_id, Target.lease_token.is_not(None))
+        )
+    assert (job.n_running, held) == (0, 0), "a drained worker must leave no target leased"
+    assert "Warm shutdown" in victim.log()
+    procs.worker(env, concurrency=3)
+    recovery = recovery_time(rt, job_id, time.monotonic())
+    wait_done(rt, job_id, timeout=120)
+    figures = check_invariants(rt, job_id, N)
+    assert figures["state"] == "succeeded"
+    with rt.sessions() as s:
+        counted = s.scalar(select(func.sum(Target.attempts)).where(Target.job_id == job_id))
+        recorded = s.scalar(
+            select(func.count())
+            .select_from(Attempt)
+            .join(Target, Target.id == Attempt.target_id)
+            .where(Target.job_id == job_id)
+        )
+    # The sweeper counts an attempt without a call record; equality means it never had to.
+    assert counted == recorded
+    record(
+        "worker SIGTERM (redeploy)",
+        {**figures, "drain_s": drain_s, "recovery_s": recovery, "bound_twice": sim.bound_twice()},
     )
 
 

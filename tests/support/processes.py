@@ -64,6 +64,11 @@ class Proc:
         if self.alive():
             os.killpg(self.popen.pid, sig)
 
+    def terminate_main(self) -> None:
+        """SIGTERM to the main process only, as `docker stop` and Kubernetes deliver it."""
+        if self.alive():
+            self.popen.send_signal(signal.SIGTERM)
+
     def stop(self, timeout: float = 20.0) -> None:
         if not self.alive():
             return
