@@ -146,6 +146,10 @@ def apikey_create(
         list[str] | None,
         typer.Option(help="jobs:read, jobs:write or admin; repeatable. Default: read and write."),
     ] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="Confine the token to this tenant's jobs. Default: sees every job."),
+    ] = None,
 ) -> None:
     """Create an API token and print it once; only its hash is stored."""
     from app.auth.tokens import DEFAULT_SCOPES, create_token
@@ -153,7 +157,9 @@ def apikey_create(
 
     rt = Runtime(get_settings())
     try:
-        token = create_token(rt.sessions, name=name, scopes=tuple(scope or DEFAULT_SCOPES))
+        token = create_token(
+            rt.sessions, name=name, scopes=tuple(scope or DEFAULT_SCOPES), tenant=tenant
+        )
     except ValueError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

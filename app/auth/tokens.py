@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from dataclasses import dataclass
 
@@ -16,12 +17,15 @@ from app.jobs.models import ApiToken
 TOKEN_PREFIX = "kb_"
 SCOPES = frozenset({"jobs:read", "jobs:write", "admin"})
 DEFAULT_SCOPES = ("jobs:read", "jobs:write")
+TENANT = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     name: str
     scopes: frozenset[str]
+    # None: an operator's token that sees every job. Otherwise only this tenant's jobs.
+    tenant: str | None = None
 
     def allows(self, scope: str) -> bool:
         return scope in self.scopes or "admin" in self.scopes
@@ -33,12 +37,18 @@ def hash_token(token: str) -> str:
 
 
 def create_token(
-    sessions: sessionmaker[Session], *, name: str, scopes: tuple[str, ...] = DEFAULT_SCOPES
+    sessions: sessionmaker[Session],
+    *,
+    name: str,
+    scopes: tuple[str, ...] = DEFAULT_SCOPES,
+    tenant: str | None = None,
 ) -> str:
     """A new token for `name`; the only time its plain value exists."""
     unknown = set(scopes) - SCOPES
     if unknown:
         raise ValueError(f"unknown scope(s): {', '.join(sorted(unknown))}")
+    if tenant is not None and not TENANT.fullmatch(tenant):
+        raise ValueError(f"tenant {tenant!r}: 1 to 64 letters, digits, '.', '_' or '-'")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with transaction(sessions) as session:
         if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
@@ -48,6 +58,7 @@ def create_token(
                 name=name,
                 token_hash=hash_token(token),
                 scopes=" ".join(sorted(set(scopes))),
+                tenant=tenant,
                 created_at=utcnow(),
             )
         )
@@ -70,4 +81,4 @@ def authenticate(session: Session, token: str) -> Principal | None:
     # The lookup is by hash; compare again in constant time so no timing leaks which prefix matched.
     if row is None or row.revoked_at is not None or not hmac.compare_digest(row.token_hash, digest):
         return None
-    return Principal(name=row.name, scopes=frozenset(row.scopes.split()))
+    return Principal(name=row.name, scopes=frozenset(row.scopes.split()), tenant=row.tenant)

@@ -42,6 +42,7 @@ KEEP_KEYS_FOR = timedelta(hours=24)
 class Submitter:
     name: str
     source: str = "api"
+    tenant: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +118,7 @@ def submit_job(
         n_cancelled=0,
         version=0,
         submitted_by=submitter.name,
+        tenant=submitter.tenant,
         source=submitter.source,
         created_at=now,
         updated_at=now,
@@ -136,9 +138,13 @@ def submit_job(
     return Submission(job, replayed=False)
 
 
-def get_job(*, sessions: sessionmaker[Session], job_id: str) -> Job | None:
+def get_job(*, sessions: sessionmaker[Session], job_id: str, tenant: str | None) -> Job | None:
+    """The job, if it exists and `tenant` may see it (None sees every job)."""
     with sessions() as session:
-        return repo.get_job(session, job_id)
+        job = repo.get_job(session, job_id)
+    if job is None or (tenant is not None and job.tenant != tenant):
+        return None  # another tenant's job answers exactly like a missing one
+    return job
 
 
 def list_targets(

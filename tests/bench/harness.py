@@ -53,7 +53,7 @@ class Stack:
     def wait(self, job_id: str, timeout: float) -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            job = get_job(sessions=self.rt.sessions, job_id=job_id)
+            job = get_job(sessions=self.rt.sessions, job_id=job_id, tenant=None)
             if job is not None and job.finished_at is not None:
                 return job
             time.sleep(0.05)

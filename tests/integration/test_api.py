@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
@@ -48,6 +49,40 @@ def test_revoked_and_read_only_tokens(client: TestClient, rt: Runtime) -> None:
     assert revoke_token(rt.sessions, name="reader")
     r = client.get("/v1/jobs/x", headers={"Authorization": f"Bearer {reader}"})
     assert r.status_code == 401
+
+
+def test_a_tenant_token_sees_only_its_tenant_s_jobs(client: TestClient, rt: Runtime) -> None:
+    def as_(token: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {token}"}
+
+    acme = create_token(rt.sessions, name="acme-ci", tenant="acme")
+    umbrella = create_token(rt.sessions, name="umbrella-ci", tenant="umbrella")
+    job = client.post("/v1/jobs", json=BODY, headers=as_(acme)).json()["id"]
+
+    assert client.get(f"/v1/jobs/{job}", headers=as_(acme)).status_code == 200
+    for path in (f"/v1/jobs/{job}", f"/v1/jobs/{job}/instances"):
+        other = client.get(path, headers=as_(umbrella))
+        # Exactly what a job that does not exist answers: nothing to learn by probing ids.
+        assert other.status_code == 404, path
+        assert other.json()["error"] == {
+            "code": "not_found",
+            "message": f"no job {job!r}",
+            "details": [],
+        }
+    # A token without a tenant is an operator's: it sees every job.
+    assert client.get(f"/v1/jobs/{job}").status_code == 200
+    with rt.sessions() as s:
+        row = s.get(Job, job)
+        assert row is not None and (row.tenant, row.submitted_by, row.source) == (
+            "acme",
+            "acme-ci",
+            "api",
+        )
+
+
+def test_tenant_names_are_checked(rt: Runtime) -> None:
+    with pytest.raises(ValueError, match="tenant"):
+        create_token(rt.sessions, name="x", tenant="a b")
 
 
 def test_submit_writes_the_job_and_every_target(client: TestClient, rt: Runtime) -> None:

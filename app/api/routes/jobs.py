@@ -10,6 +10,7 @@ from kombu.exceptions import KombuError
 
 from app.api.deps import Reader, RuntimeDep, Writer
 from app.api.errors import ApiError
+from app.auth.tokens import Principal
 from app.jobs import service
 from app.jobs.models import Job
 from app.jobs.schemas import (
@@ -66,7 +67,7 @@ def submit(
         submission = service.submit_job(
             sessions=rt.sessions,
             request=body,
-            submitter=service.Submitter(name=who.name, source="api"),
+            submitter=service.Submitter(name=who.name, source="api", tenant=who.tenant),
             max_instances=rt.settings.max_instances,
             idempotency_key=idempotency_key,
         )
@@ -94,8 +95,8 @@ def submit(
     return JobCreated(id=job.id, state=JobState(job.state), total=job.total)
 
 
-def _load(rt: RuntimeDep, job_id: str) -> Job:
-    job = service.get_job(sessions=rt.sessions, job_id=job_id)
+def _load(rt: RuntimeDep, job_id: str, who: Principal) -> Job:
+    job = service.get_job(sessions=rt.sessions, job_id=job_id, tenant=who.tenant)
     if job is None:
         raise ApiError(404, "not_found", f"no job {job_id!r}")
     return job
@@ -105,11 +106,11 @@ def _load(rt: RuntimeDep, job_id: str) -> Job:
 def status(
     job_id: str,
     rt: RuntimeDep,
-    _: Reader,
+    who: Reader,
     response: Response,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> JobView | Response:
-    job = _load(rt, job_id)
+    job = _load(rt, job_id, who)
     etag = f'W/"{job.id}-{job.version}"'
     if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
         return Response(status_code=304, headers={"ETag": etag})
@@ -121,12 +122,12 @@ def status(
 def instances(
     job_id: str,
     rt: RuntimeDep,
-    _: Reader,
+    who: Reader,
     state: TargetState | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Annotated[str | None, Query(max_length=20)] = None,
 ) -> TargetPage:
-    _load(rt, job_id)
+    _load(rt, job_id, who)
     after = 0
     if cursor:
         if not cursor.isdigit():
