@@ -36,6 +36,7 @@ def _view(job: Job) -> JobView:
         id=job.id,
         state=JobState(job.state),
         provider=job.provider,
+        account=job.account,
         region=job.region,
         key_ids=job.key_ids,
         power_policy="force_stop" if job.power_policy == "force_stop" else "refuse",
@@ -69,6 +70,7 @@ def submit(
             request=body,
             submitter=service.Submitter(name=who.name, source="api", tenant=who.tenant),
             max_instances=rt.settings.max_instances,
+            accounts=rt.accounts.names(body.provider),
             idempotency_key=idempotency_key,
         )
     except service.IdempotencyConflict as exc:
@@ -146,6 +148,7 @@ def instances(
             error_code=t.error_code,
             error_message=t.error_message,
             request_id=t.request_id,
+            verify_request_id=t.verify_request_id,
         )
         for t in rows
     ]
