@@ -1,7 +1,7 @@
 """verify phase: targets.phase, verify_request_id, verify_started_at, verify_checks, notes
 
 Revision ID: 20261123_tencent
-Revises: 0001
+Revises: 20261123_tenants
 Create Date: 2026-11-23 08:20:00
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import app.db
 
 revision: str = "20261123_tencent"
-down_revision: str | None = "0001"
+down_revision: str | None = "20261123_tenants"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
