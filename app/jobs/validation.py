@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from app.jobs.schemas import FieldProblem, JobCreate
+from app.jobs.schemas import FieldProblem, JDCloudJobCreate, JobCreate
 from app.providers.registry import spec
 
 # Enough to show the pattern of a mistake without echoing a 100k-line payload back.
@@ -25,7 +25,9 @@ def _duplicates(field: str, values: Iterable[str]) -> list[FieldProblem]:
     return problems
 
 
-def validate_job(request: JobCreate, *, max_instances: int) -> list[FieldProblem]:
+def validate_job(
+    request: JobCreate | JDCloudJobCreate, *, max_instances: int
+) -> list[FieldProblem]:
     """Every problem with the request, field by field; empty when it may be accepted."""
     problems: list[FieldProblem] = []
     if len(request.instance_ids) > max_instances:

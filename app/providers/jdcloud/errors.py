@@ -44,6 +44,13 @@ TABLE: dict[str, tuple[ErrorClass, str]] = {
     "keybind.HttpStatus": (R, "an HTTP error without the API's JSON (gateway or server trouble)"),
     "keybind.BadResponse": (R, "an answer that is not the API's JSON"),
     "keybind.NotAttached": (R, "the cloud listed the instance as failed; it looks eligible"),
+    "keybind.DetachFailed": (R, "replace: detachKeypair did not take the instance"),
+    "keybind.NoSlot": (R, "replace: detached, but no attachKeypair slot within the wait"),
+    "keybind.WorkerLost": (R, "the worker calling for the instance stopped (the sweeper retries)"),
+    # keybind's own: the verify phase (describeInstances after an accepted attach).
+    "keybind.KeyNotBound": (T, "attach succeeded but keyNames shows another key"),
+    "keybind.VerifyNotFound": (T, "describeInstances no longer finds the instance"),
+    "keybind.VerifyTimeout": (T, "the attach was accepted but not confirmed within the budget"),
 }
 
 # JD VM status values (Vm_Status.md) that pass by themselves; attach takes running or stopped.
