@@ -20,6 +20,7 @@ TencentRegion = Literal[tuple(sorted(REGIONS))]  # type: ignore[valid-type]
 JDCloudInstanceId = Annotated[str, StringConstraints(pattern=JD_INSTANCE_ID.pattern)]
 JDCloudKeyName = Annotated[str, StringConstraints(pattern=JD_KEY_NAME.pattern)]
 JDCloudRegion = Literal[tuple(sorted(JD_REGIONS))]  # type: ignore[valid-type]
+AccountName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
 class JobCreate(BaseModel):
@@ -39,7 +40,15 @@ class JobCreate(BaseModel):
     key_ids: list[TencentKeyId] = Field(
         min_length=1, max_length=100, json_schema_extra={"uniqueItems": True}
     )
-    force_stop: bool = False
+    force_stop: bool = Field(
+        default=False,
+        description="Power-state policy: false refuses running instances (power_policy"
+        " 'refuse'); true lets the cloud force-stop, bind and restart them ('force_stop').",
+    )
+    account: AccountName = Field(
+        default="default",
+        description="The named account (credential profile) to call the cloud with.",
+    )
 
 
 class JDCloudJobCreate(BaseModel):
@@ -61,6 +70,10 @@ class JDCloudJobCreate(BaseModel):
     replace: bool = Field(
         default=False,
         description="Detach whatever key an instance holds, then attach this one.",
+    )
+    account: AccountName = Field(
+        default="default",
+        description="The named account (credential profile) to call the cloud with.",
     )
 
     @property
@@ -113,6 +126,7 @@ class JobView(BaseModel):
     id: str
     state: JobState
     provider: str
+    account: str
     region: str
     key_ids: list[str]
     power_policy: Literal["refuse", "force_stop"]

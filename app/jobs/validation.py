@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 
 from app.jobs.schemas import FieldProblem, JDCloudJobCreate, JobCreate
 from app.providers.registry import spec
@@ -26,10 +26,22 @@ def _duplicates(field: str, values: Iterable[str]) -> list[FieldProblem]:
 
 
 def validate_job(
-    request: JobCreate | JDCloudJobCreate, *, max_instances: int
+    request: JobCreate | JDCloudJobCreate,
+    *,
+    max_instances: int,
+    accounts: Collection[str] | None = None,
 ) -> list[FieldProblem]:
-    """Every problem with the request, field by field; empty when it may be accepted."""
+    """Every problem with the request, field by field; empty when it may be accepted.
+    `accounts`: the provider's account names (None: not checked)."""
     problems: list[FieldProblem] = []
+    if accounts is not None and request.account not in accounts:
+        problems.append(
+            FieldProblem(
+                field="account",
+                value=request.account,
+                message=f"no {request.provider} account of that name; known: {sorted(accounts)}",
+            )
+        )
     if len(request.instance_ids) > max_instances:
         problems.append(
             FieldProblem(

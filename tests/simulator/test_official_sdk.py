@@ -49,6 +49,12 @@ def associate(
     return str(client.AssociateInstancesKeyPairs(req).RequestId)
 
 
+def disassociate(client: cvm_client.CvmClient, ids: list[str]) -> str:
+    req = models.DisassociateInstancesKeyPairsRequest()
+    req.InstanceIds, req.KeyIds = ids, ["skey-3glfot13"]
+    return str(client.DisassociateInstancesKeyPairs(req).RequestId)
+
+
 def describe(client: cvm_client.CvmClient, **fields: object) -> models.DescribeInstancesResponse:
     req = models.DescribeInstancesRequest()
     req.from_json_string(json.dumps(fields))
@@ -81,7 +87,9 @@ def test_operation_is_operating_until_its_delay_passes(sim: Simulator) -> None:
     associate(client, ["ins-0pdelay1"])
     first = describe(client, InstanceIds=["ins-0pdelay1"]).InstanceSet[0]
     assert first.LatestOperationState == "OPERATING" and first.LoginSettings.KeyIds == []
-    assert code_of(lambda: associate(client, ["ins-0pdelay1"])) == (
+    # The same task again is a mutex; a different operation is "in progress".
+    assert code_of(lambda: associate(client, ["ins-0pdelay1"])) == "MutexOperation.TaskRunning"
+    assert code_of(lambda: disassociate(client, ["ins-0pdelay1"])) == (
         "OperationDenied.InstanceOperationInProgress"
     )
     time.sleep(0.6)

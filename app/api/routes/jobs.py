@@ -35,6 +35,7 @@ def _view(job: Job) -> JobView:
         id=job.id,
         state=JobState(job.state),
         provider=job.provider,
+        account=job.account,
         region=job.region,
         key_ids=job.key_ids,
         power_policy="force_stop" if job.power_policy == "force_stop" else "refuse",
@@ -68,6 +69,7 @@ def submit(
             request=body,
             submitter=service.Submitter(name=who.name, source="api"),
             max_instances=rt.settings.max_instances,
+            accounts=rt.accounts.names(body.provider),
             idempotency_key=idempotency_key,
         )
     except service.IdempotencyConflict as exc:
