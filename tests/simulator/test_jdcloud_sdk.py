@@ -3,8 +3,10 @@ then keybind's own client against the same simulator, JDCLOUD2 and JDCLOUD3."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -274,3 +276,35 @@ def test_raw_colon_in_the_canonical_path_is_accepted(sim: Simulator) -> None:
         trust_env=False,
     )
     assert r.status_code == 401 and r.json()["error"]["status"] == "UNAUTHENTICATED"
+
+
+def test_fleet_file_jd_section(tmp_path: Path) -> None:
+    fleet = tmp_path / "fleet.json"
+    fleet.write_text(
+        json.dumps(
+            {
+                "instances": [{"id": "ins-r8hr2upy", "state": "RUNNING"}],
+                "jdcloud": {
+                    "strict": True,
+                    "key_names": ["ops-2026"],
+                    "instances": [
+                        {"id": "i-abcdefgh12", "status": "running", "tags": {"env": "prod"}},
+                        {"id": "i-windows001", "os": "windows", "region": "cn-east-2"},
+                    ],
+                },
+            }
+        )
+    )
+    s = start_simulator(fleet=fleet)
+    try:
+        client = sdk(s)
+        assert attach(client, ["i-abcdefgh12"]).error is None
+        assert attach(client, ["i-zzzzzzzz99"]).error.status == "NOT_FOUND"  # strict
+        assert attach(client, ["i-abcdefgh12"], key="other").error.code == 404
+        # Found only in its own region.
+        assert attach(client, ["i-windows001"]).error.message.startswith("Instance 'i-windows")
+        out = describe(client)
+        assert [i["instanceId"] for i in out.result["instances"]] == ["i-abcdefgh12"]
+        assert out.result["instances"][0]["tags"] == [{"key": "env", "value": "prod"}]
+    finally:
+        s.stop()
