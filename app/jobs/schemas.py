@@ -145,7 +145,10 @@ class TargetView(BaseModel):
     attempts: int
     error_code: str | None
     error_message: str | None
-    request_id: str | None
+    request_id: str | None = Field(description="The bind call's RequestId.")
+    verify_request_id: str | None = Field(
+        default=None, description="The RequestId of the DescribeInstances call that decided."
+    )
 
 
 class TargetPage(BaseModel):

@@ -147,6 +147,7 @@ def instances(
             error_code=t.error_code,
             error_message=t.error_message,
             request_id=t.request_id,
+            verify_request_id=t.verify_request_id,
         )
         for t in rows
     ]
