@@ -188,6 +188,7 @@ class TencentApi:
         params: dict[str, Any] = {}
         instance_ids: list[str] = []
         code: str | None = None
+        account = ""
         try:
             account = verify(
                 request, body, self.state.config.credentials, time.time(), self.state.config.tokens
@@ -240,7 +241,7 @@ class TencentApi:
             code = failure.code
             return error_reply(failure.code, failure.message, request_id)
         finally:
-            self.state.stats.record(action, arrived, code, instance_ids)
+            self.state.stats.record(action, arrived, code, instance_ids, account)
 
     # --- actions -------------------------------------------------------------------------
 
