@@ -3,6 +3,7 @@ workers -> the simulator's JD side, with and without `replace`."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -147,3 +148,33 @@ def test_mixed_job_with_replace_rotates_held_keys(
     assert len(detaches) == 3 and all(a.request_id and a.error_code is None for a in detaches)
     assert simulator.stats("detachKeypair")["succeeded"] >= 1
     assert simulator.stats()["jd_instances_attached_more_than_once"] == 0
+
+
+def test_a_thousand_jd_instances_at_the_default_rate(
+    client: TestClient,
+    rt: Runtime,
+    jd_settings: Settings,
+    simulator: Simulator,
+    procs: Processes,
+) -> None:
+    """KEYBIND_JDCLOUD_RATE_LIMIT's default (5/s per action) against a cloud that throttles
+    at exactly 5/s: every instance succeeds and no call is throttled."""
+    settings = jd_settings.model_copy(update={"jdcloud_rate_limit": 5.0})
+    simulator.configure(rate_limits={"attachKeypair": 5, "describeInstances": 5})
+    ids = [f"i-k{n:09d}" for n in range(1000)]
+    job, by_id = run_job(client, settings, procs, ids)
+
+    assert job["state"] == "succeeded", job
+    assert len(by_id) == 1000 and all(i["state"] == "succeeded" for i in by_id.values())
+    attach = simulator.stats("attachKeypair")
+    describe = simulator.stats("describeInstances")
+    assert attach["throttled"] == 0 and describe["throttled"] == 0
+    assert attach["max_in_any_second"] <= 5 and describe["max_in_any_second"] <= 5
+    assert set(attach["per_instance"]) == set(ids)
+    wall = datetime.fromisoformat(job["finished_at"]) - datetime.fromisoformat(job["started_at"])
+    # A figure, not an assertion: timing belongs in benchmarks.
+    print(
+        f"\nJD 1000 instances: {attach['accepted']} attach calls (max {attach['max_in_any_second']}"
+        f"/s), {describe['accepted']} describe calls (max {describe['max_in_any_second']}/s),"
+        f" {wall.total_seconds():.1f} s from first claim to last result"
+    )

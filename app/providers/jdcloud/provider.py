@@ -221,6 +221,9 @@ class JDCloudProvider:
                 error = res.call.error or _error(
                     "keybind.DetachFailed", f"detachKeypair {old} did not take the instance"
                 )
+                if "other keypair" in error.message:
+                    # The key changed since we looked: the next try looks again.
+                    error = replace(error, error_class=classify("ABORTED"))
                 failed[iid] = error
                 outcome.results[iid] = InstanceResult(
                     InstanceStatus.FAILED, error, res.call.request_id
