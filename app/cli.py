@@ -22,6 +22,8 @@ cli.add_typer(apikey, name="apikey")
 # Credentials the embedded simulator accepts when none are configured: `keybind dev` only.
 DEV_SECRET_ID = "AKIDkeybindDEVkeybindDEVkeybindDEV"
 DEV_SECRET_KEY = "keybindDEVsecretKEYkeybindDEVsecret"
+DEV_JD_ACCESS_KEY = "JDCkeybindDEVaccessKEYkeybindDEV00"
+DEV_JD_SECRET_KEY = "keybindDEVjdSECRETkeybindDEVjd0000"
 
 
 @cli.command()
@@ -124,8 +126,18 @@ def simulator(
             envvar="TENCENTCLOUD_SECRET_KEY", help="Accepted SecretKey.", show_default=False
         ),
     ] = None,
+    jd_access_key: Annotated[
+        str | None,
+        typer.Option(envvar="JDCLOUD_ACCESS_KEY", help="Accepted JD Cloud AccessKey."),
+    ] = None,
+    jd_secret_key: Annotated[
+        str | None,
+        typer.Option(
+            envvar="JDCLOUD_SECRET_KEY", help="Accepted JD Cloud SecretKey.", show_default=False
+        ),
+    ] = None,
 ) -> None:
-    """Run the cloud simulator: a local CVM API endpoint for tests and `keybind dev`."""
+    """Run the cloud simulator: Tencent CVM on `/` and JD Cloud VM on `/v1/regions/...`."""
     from app.simulator.app import config_from_options
     from app.simulator.server import run
 
@@ -135,6 +147,8 @@ def simulator(
         rate_limit=rate_limit,
         secret_id=secret_id or DEV_SECRET_ID,
         secret_key=secret_key or DEV_SECRET_KEY,
+        jd_access_key=jd_access_key or DEV_JD_ACCESS_KEY,
+        jd_secret_key=jd_secret_key or DEV_JD_SECRET_KEY,
     )
     run(config, host=host, port=port)
 

@@ -35,6 +35,16 @@ class Settings(BaseSettings):
         default=None, validation_alias="TENCENTCLOUD_SESSION_TOKEN"
     )
 
+    jdcloud_endpoint: str = "https://vm.jdcloud-api.com"
+    jdcloud_access_key: SecretStr | None = Field(
+        default=None, validation_alias="JDCLOUD_ACCESS_KEY"
+    )
+    jdcloud_secret_key: SecretStr | None = Field(
+        default=None, validation_alias="JDCLOUD_SECRET_KEY"
+    )
+    # JD publishes no rate limit; calls/s for each JD action (attach, detach, describe).
+    jdcloud_rate_limit: float = Field(default=5.0, gt=0)
+
     # Named accounts beyond the env-built "default" (app/accounts.py has the format).
     accounts_file: Path | None = None
 

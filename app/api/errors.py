@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from app.jobs.schemas import FieldProblem
+from app.jobs.schemas import PROVIDER_TAGS, FieldProblem
 from app.jobs.service import InvalidJob
 
 log = logging.getLogger(__name__)
@@ -60,6 +60,22 @@ def _field(loc: tuple[Any, ...]) -> str:
     return out or "body"
 
 
+def _problem(error: Any) -> FieldProblem:
+    """One validation error as a field problem. The job body is a union chosen by `provider`:
+    a bad or missing tag is a problem with `provider`, and the tag is not part of a field's
+    name (`instance_ids[1]`, not `jdcloud.instance_ids[1]`)."""
+    loc = tuple(error["loc"])
+    if error["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        body = error.get("input")
+        value = body.get("provider") if isinstance(body, dict) else None
+        expected = " or ".join(repr(t) for t in PROVIDER_TAGS)
+        message = f"Input should be {expected}" if value is not None else "Field required"
+        return FieldProblem(field=_field((*loc, "provider")), value=_echo(value), message=message)
+    if len(loc) > 1 and loc[0] == "body" and loc[1] in PROVIDER_TAGS:
+        loc = loc[:1] + loc[2:]
+    return FieldProblem(field=_field(loc), value=_echo(error.get("input")), message=error["msg"])
+
+
 def _echo(value: Any) -> Any:
     if isinstance(value, str | int | float | bool) or value is None:
         return value[:MAX_ECHO] if isinstance(value, str) else value
@@ -83,12 +99,7 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        details = [
-            FieldProblem(
-                field=_field(tuple(e["loc"])), value=_echo(e.get("input")), message=e["msg"]
-            )
-            for e in exc.errors()[:20]
-        ]
+        details = [_problem(e) for e in exc.errors()[:20]]
         message = f"{details[0].field}: {details[0].message}" if details else "invalid request"
         return error_response(422, "invalid_request", message, details)
 

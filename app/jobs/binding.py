@@ -224,7 +224,10 @@ def _record(rt: Runtime, claims: Sequence[repo.Claim], outcome: Outcome, *, veri
 
 
 def _notes(notes: Mapping[str, str]) -> dict[str, object]:
-    return {"notes": dict(notes)} if notes else {}
+    values: dict[str, object] = {"notes": dict(notes)} if notes else {}
+    if "previous_key" in notes:
+        values["previous_key"] = notes["previous_key"]  # its own column: JD replace
+    return values
 
 
 def verify_targets(rt: Runtime, target_ids: Sequence[int]) -> int:

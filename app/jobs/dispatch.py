@@ -53,7 +53,9 @@ def dispatch(rt: Runtime) -> Tick:
             spec = rt.spec(provider)
             job_ids = [j.id for j in bucket]
             rate = rt.rate(provider, account, spec.bind_action)
-            capacity = math.ceil(rate * rt.settings.dispatch_horizon_s)
+            # Bind calls carry a job's batch_size instances each (1 for Tencent, more for JD).
+            per_call = max(j.batch_size for j in bucket)
+            capacity = math.ceil(rate * rt.settings.dispatch_horizon_s) * per_call
             in_flight = repo.bind_in_flight(session, job_ids)
             out = repo.dispatched_count(session, job_ids, now)
             budget = capacity - in_flight - out

@@ -123,6 +123,8 @@ class Target(Base):
     verify_checks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # What a provider noted about the instance, e.g. {"previous_key": "..."} (JD replace).
     notes: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # The key a JD replace detached from the instance before attaching the job's key.
+    previous_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
     first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

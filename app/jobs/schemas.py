@@ -8,12 +8,18 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from app.jobs.states import JobState, TargetState
+from app.providers.jdcloud.regions import INSTANCE_ID as JD_INSTANCE_ID
+from app.providers.jdcloud.regions import KEY_NAME as JD_KEY_NAME
+from app.providers.jdcloud.regions import REGIONS as JD_REGIONS
 from app.providers.tencent.regions import REGIONS
 
 # In the schema itself, so clients (and schemathesis) see what the API accepts.
 TencentInstanceId = Annotated[str, StringConstraints(pattern=r"^ins-[0-9a-z]{8}$")]
 TencentKeyId = Annotated[str, StringConstraints(pattern=r"^skey-[0-9a-z]{8}$")]
 TencentRegion = Literal[tuple(sorted(REGIONS))]  # type: ignore[valid-type]
+JDCloudInstanceId = Annotated[str, StringConstraints(pattern=JD_INSTANCE_ID.pattern)]
+JDCloudKeyName = Annotated[str, StringConstraints(pattern=JD_KEY_NAME.pattern)]
+JDCloudRegion = Literal[tuple(sorted(JD_REGIONS))]  # type: ignore[valid-type]
 AccountName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
@@ -43,6 +49,46 @@ class JobCreate(BaseModel):
         default="default",
         description="The named account (credential profile) to call the cloud with.",
     )
+
+
+class JDCloudJobCreate(BaseModel):
+    """`POST /v1/jobs` for JD Cloud: attach the key pair `key_name` to every instance."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    provider: Literal["jdcloud"]
+    region: JDCloudRegion = Field(description="A JD Cloud VM region.")
+    instance_ids: list[JDCloudInstanceId] = Field(
+        min_length=1,
+        description="Instances (i- and 10 lower-case letters or digits); no duplicates.",
+        json_schema_extra={"uniqueItems": True},
+    )
+    key_name: JDCloudKeyName = Field(description="The key pair's name (JD addresses keys by name).")
+    password_auth: Literal["yes", "no"] = Field(
+        description="attachKeypair's passWordAuth: keep SSH password login ('yes') or not ('no')."
+    )
+    replace: bool = Field(
+        default=False,
+        description="Detach whatever key an instance holds, then attach this one.",
+    )
+    account: AccountName = Field(
+        default="default",
+        description="The named account (credential profile) to call the cloud with.",
+    )
+
+    @property
+    def key_ids(self) -> list[str]:
+        """The job's keys in the provider's own terms: JD key names."""
+        return [self.key_name]
+
+    @property
+    def force_stop(self) -> bool:
+        return False  # attachKeypair takes running and stopped instances alike
+
+
+# The body of `POST /v1/jobs`, chosen by `provider`.
+JobRequest = Annotated[JobCreate | JDCloudJobCreate, Field(discriminator="provider")]
+PROVIDER_TAGS = ("tencent", "jdcloud")
 
 
 class FieldProblem(BaseModel):

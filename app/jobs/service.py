@@ -13,9 +13,10 @@ from sqlalchemy.orm import Session, sessionmaker
 from app.db import transaction, utcnow
 from app.jobs import repository as repo
 from app.jobs.models import Job, Target
-from app.jobs.schemas import FieldProblem, JobCreate
+from app.jobs.schemas import FieldProblem, JDCloudJobCreate, JobCreate
 from app.jobs.states import JobState, TargetState
 from app.jobs.validation import validate_job
+from app.providers.registry import spec
 
 
 class InvalidJob(Exception):
@@ -52,7 +53,14 @@ class Submission:
     replayed: bool  # True when an Idempotency-Key repeat returned the earlier job
 
 
-def fingerprint(request: JobCreate) -> str:
+def _options(request: JobCreate | JDCloudJobCreate) -> dict[str, object]:
+    """What the provider needs beyond region, instances and keys, kept on the job row."""
+    if isinstance(request, JDCloudJobCreate):
+        return {"password_auth": request.password_auth, "replace": request.replace}
+    return {"force_stop": request.force_stop}
+
+
+def fingerprint(request: JobCreate | JDCloudJobCreate) -> str:
     return hashlib.sha256(request.model_dump_json().encode()).hexdigest()
 
 
@@ -77,7 +85,7 @@ def _reserve_key(sessions: sessionmaker[Session], *, owner: str, key: str, fp: s
 def submit_job(
     *,
     sessions: sessionmaker[Session],
-    request: JobCreate,
+    request: JobCreate | JDCloudJobCreate,
     submitter: Submitter,
     max_instances: int,
     accounts: Collection[str] | None = None,
@@ -106,9 +114,9 @@ def submit_job(
         account=request.account,
         region=request.region,
         key_ids=list(request.key_ids),
-        options={"force_stop": request.force_stop},
+        options=_options(request),
         power_policy="force_stop" if request.force_stop else "refuse",
-        batch_size=1,
+        batch_size=spec(request.provider).bind_batch,
         priority=0,
         state=JobState.QUEUED.value,
         total=len(request.instance_ids),

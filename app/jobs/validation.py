@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from app.jobs.schemas import FieldProblem, JobCreate
+from app.jobs.schemas import FieldProblem, JDCloudJobCreate, JobCreate
 from app.providers.registry import spec
 
 # Enough to show the pattern of a mistake without echoing a 100k-line payload back.
@@ -26,7 +26,10 @@ def _duplicates(field: str, values: Iterable[str]) -> list[FieldProblem]:
 
 
 def validate_job(
-    request: JobCreate, *, max_instances: int, accounts: Collection[str] | None = None
+    request: JobCreate | JDCloudJobCreate,
+    *,
+    max_instances: int,
+    accounts: Collection[str] | None = None,
 ) -> list[FieldProblem]:
     """Every problem with the request, field by field; empty when it may be accepted.
     `accounts`: the provider's account names (None: not checked)."""

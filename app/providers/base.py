@@ -205,6 +205,9 @@ class ProviderSpec:
     classify: Callable[[str], ErrorClass]
     connect: Callable[[Account, Settings], Provider]
     default_account: Callable[[Settings], Account | None]  # from the cloud's own env names
+    # Instances per bind task. 1 where one bad instance fails the whole call (Tencent); more
+    # where the cloud answers per instance (JD).
+    bind_batch: int = 1
 
     def validate_targets(self, instance_ids: Sequence[str]) -> list[TargetProblem]:
         return [

@@ -10,9 +10,10 @@ from app.providers.base import ProviderSpec
 @cache
 def specs() -> dict[str, ProviderSpec]:
     # Imported here, not at module level: a provider's folder imports base, never the reverse.
+    from app.providers.jdcloud.provider import SPEC as JDCLOUD
     from app.providers.tencent.provider import SPEC as TENCENT
 
-    return {s.name: s for s in (TENCENT,)}
+    return {s.name: s for s in (TENCENT, JDCLOUD)}
 
 
 def spec(name: str) -> ProviderSpec:

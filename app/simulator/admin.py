@@ -11,6 +11,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app.simulator.fleet import Fleet
+from app.simulator.jdcloud_fleet import JDFleet
 from app.simulator.state import SimState
 from app.simulator.stats import Stats
 
@@ -26,6 +27,9 @@ def routes(state: SimState) -> list[Route]:
                 "actions": {a: state.stats.actions[a].summary(detail) for a in actions},
                 "instances_bound_more_than_once": bound_twice,
                 "instances_known": len(state.fleet.instances),
+                "jd_instances_attached_more_than_once": sum(
+                    1 for i in state.jd_fleet.instances.values() if i.attaches > 1
+                ),
             }
         )
 
@@ -38,6 +42,7 @@ def routes(state: SimState) -> list[Route]:
             state.fleet = Fleet(
                 transition_s=state.fleet.transition_s, op_delay_s=state.fleet.op_delay_s
             )
+            state.jd_fleet = JDFleet(transition_s=state.jd_fleet.transition_s)
         return JSONResponse({"ok": True})
 
     async def faults(request: Request) -> JSONResponse:
@@ -75,6 +80,23 @@ def routes(state: SimState) -> list[Route]:
         inst.advance(time.monotonic())
         return JSONResponse({**inst.view(), "binds": inst.binds, "os": inst.os})
 
+    async def put_jd_instances(request: Request) -> JSONResponse:
+        body = await _json(request)
+        if not isinstance(body, dict):
+            return JSONResponse({"error": "expected a fleet file's jdcloud section"}, 400)
+        try:
+            state.jd_fleet.load(body, time.monotonic())
+        except (KeyError, TypeError, ValueError) as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+        return JSONResponse({"ok": True, "instances": len(body.get("instances") or [])})
+
+    async def get_jd_instance(request: Request) -> JSONResponse:
+        inst = state.jd_fleet.instances.get(request.path_params["instance_id"])
+        if inst is None:
+            return JSONResponse({"error": "unknown instance"}, status_code=404)
+        inst.advance(time.monotonic())
+        return JSONResponse({**inst.view(), "attaches": inst.attaches, "missing": inst.missing})
+
     async def config(request: Request) -> JSONResponse:
         body = await _json(request)
         if "op_delay_s" in body:
@@ -98,6 +120,8 @@ def routes(state: SimState) -> list[Route]:
         Route("/_sim/instances", put_instances, methods=["PUT"]),
         Route("/_sim/instances/{instance_id}", get_instance, methods=["GET"]),
         Route("/_sim/config", config, methods=["POST"]),
+        Route("/_sim/jdcloud/instances", put_jd_instances, methods=["PUT"]),
+        Route("/_sim/jdcloud/instances/{instance_id}", get_jd_instance, methods=["GET"]),
     ]
 
 

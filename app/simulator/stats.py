@@ -9,6 +9,8 @@ from typing import Any
 from app.ratelimit import max_in_window
 
 THROTTLED = "RequestLimitExceeded"
+# What each cloud answers when over its limit: Tencent's code, JD's status.
+THROTTLED_CODES = frozenset({THROTTLED, "RATE_LIMIT_EXCEEDED"})
 
 
 @dataclass
@@ -23,7 +25,7 @@ class ActionStats:
     )  # SecretId -> accepted arrival times
 
     def summary(self, detail: bool) -> dict[str, Any]:
-        throttled = self.codes.get(THROTTLED, 0)
+        throttled = sum(self.codes.get(c, 0) for c in THROTTLED_CODES)
         span = (self.accepted_at[-1] - self.accepted_at[0]) if len(self.accepted_at) > 1 else 0.0
         out: dict[str, Any] = {
             "total": len(self.arrivals),
@@ -60,7 +62,7 @@ class Stats:
     ) -> None:
         s = self.actions[action]
         s.arrivals.append(at)
-        if code == THROTTLED:
+        if code in THROTTLED_CODES:
             s.codes[code] += 1
             return
         s.accepted_at.append(at)

@@ -26,6 +26,8 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
             "KEYBIND_QUEUE_PREFIX": settings.queue_prefix,
             "KEYBIND_HOME": str(settings.home),
             "KEYBIND_TENCENT_ENDPOINT": settings.tencent_endpoint,
+            "KEYBIND_JDCLOUD_ENDPOINT": settings.jdcloud_endpoint,
+            "KEYBIND_JDCLOUD_RATE_LIMIT": str(settings.jdcloud_rate_limit),
             "KEYBIND_BACKOFF_BASE_S": str(settings.backoff_base_s),
             "KEYBIND_BACKOFF_MAX_S": str(settings.backoff_max_s),
             "KEYBIND_DISPATCH_INTERVAL_S": str(settings.dispatch_interval_s),
@@ -46,6 +48,8 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
         ("TENCENTCLOUD_SECRET_ID", settings.tencentcloud_secret_id),
         ("TENCENTCLOUD_SECRET_KEY", settings.tencentcloud_secret_key),
         ("TENCENTCLOUD_SESSION_TOKEN", settings.tencentcloud_session_token),
+        ("JDCLOUD_ACCESS_KEY", settings.jdcloud_access_key),
+        ("JDCLOUD_SECRET_KEY", settings.jdcloud_secret_key),
     ):
         if secret is not None:
             env[name] = secret.get_secret_value()

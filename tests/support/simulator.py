@@ -18,6 +18,8 @@ import httpx
 REPO = Path(__file__).resolve().parents[2]
 SECRET_ID = "AKIDsimulatorTESTsimulatorTEST0001"
 SECRET_KEY = "simulatorTESTsecretKEYsimulator01"
+JD_ACCESS_KEY = "JDCsimulatorTESTaccessKEY000000001"
+JD_SECRET_KEY = "simulatorTESTjdSECRETkeySimulator1"
 
 
 def free_port() -> int:
@@ -72,6 +74,13 @@ class Simulator:
     def set_missing(self, instance_ids: list[str]) -> None:
         self.put_instances([{"id": i, "missing": True} for i in instance_ids])
 
+    def put_jd(self, section: dict[str, Any]) -> None:
+        """Load a fleet file's `jdcloud` section into the running simulator."""
+        self._call("PUT", "/_sim/jdcloud/instances", section)
+
+    def jd_instance(self, instance_id: str) -> Any:
+        return self._call("GET", f"/_sim/jdcloud/instances/{instance_id}")
+
     def instance(self, instance_id: str) -> Any:
         return self._call("GET", f"/_sim/instances/{instance_id}")
 
@@ -100,7 +109,13 @@ def start_simulator(
     if fleet is not None:
         args.append(f"--fleet={fleet}")
     args += extra or []
-    env = {**os.environ, "TENCENTCLOUD_SECRET_ID": SECRET_ID, "TENCENTCLOUD_SECRET_KEY": SECRET_KEY}
+    env = {
+        **os.environ,
+        "TENCENTCLOUD_SECRET_ID": SECRET_ID,
+        "TENCENTCLOUD_SECRET_KEY": SECRET_KEY,
+        "JDCLOUD_ACCESS_KEY": JD_ACCESS_KEY,
+        "JDCLOUD_SECRET_KEY": JD_SECRET_KEY,
+    }
     log_path = Path(tempfile.mkstemp(prefix="keybind-sim-", suffix=".log")[1])
     process = subprocess.Popen(
         args, env=env, cwd=REPO, stdout=log_path.open("wb"), stderr=subprocess.STDOUT

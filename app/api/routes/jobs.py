@@ -16,8 +16,8 @@ from app.jobs.models import Job
 from app.jobs.schemas import (
     Counts,
     ErrorResponse,
-    JobCreate,
     JobCreated,
+    JobRequest,
     JobView,
     TargetPage,
     TargetView,
@@ -59,7 +59,7 @@ def _view(job: Job) -> JobView:
 
 @router.post("", status_code=202, response_model=JobCreated, responses={**ERRORS, 409: {}})
 def submit(
-    body: JobCreate,
+    body: JobRequest,
     rt: RuntimeDep,
     who: Writer,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
