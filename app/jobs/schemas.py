@@ -34,6 +34,15 @@ class JobCreate(BaseModel):
         min_length=1, max_length=100, json_schema_extra={"uniqueItems": True}
     )
     force_stop: bool = False
+    batch_size: int = Field(
+        default=1,
+        ge=1,
+        le=100,
+        description=(
+            "Instances per cloud call (1-100). Above 1, instances go out together and a call"
+            " that fails for one instance is split in halves until that instance stands alone."
+        ),
+    )
 
 
 class FieldProblem(BaseModel):
@@ -74,6 +83,7 @@ class JobView(BaseModel):
     region: str
     key_ids: list[str]
     power_policy: Literal["refuse", "force_stop"]
+    batch_size: int
     total: int
     counts: Counts
     submitted_by: str

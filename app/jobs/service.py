@@ -105,7 +105,7 @@ def submit_job(
         key_ids=list(request.key_ids),
         options={"force_stop": request.force_stop},
         power_policy="force_stop" if request.force_stop else "refuse",
-        batch_size=1,
+        batch_size=request.batch_size,
         priority=0,
         state=JobState.QUEUED.value,
         total=len(request.instance_ids),
