@@ -35,7 +35,12 @@ class Settings(BaseSettings):
         default=None, validation_alias="TENCENTCLOUD_SESSION_TOKEN"
     )
 
-    rate_limit: float = Field(default=10.0, gt=0)
+    # Named accounts beyond the env-built "default" (app/accounts.py has the format).
+    accounts_file: Path | None = None
+
+    # Calls/s of each provider's bind action per account; unset: the cloud's documented limit
+    # (Tencent: 10). An account's own `rates` in the accounts file win over both.
+    rate_limit: float | None = Field(default=None, gt=0)
     # The limiter's window is one second plus this margin, so scheduling jitter between our
     # grant and the cloud's clock cannot push an 11th call into one of the cloud's seconds.
     rate_limit_margin_ms: int = Field(default=10, ge=0, le=500)
@@ -51,6 +56,11 @@ class Settings(BaseSettings):
     dispatch_lease_s: float = Field(default=30.0, gt=0)
     dispatch_horizon_s: float = Field(default=3.0, gt=0)
     dispatch_interval_s: float = Field(default=1.0, gt=0)
+    # Verify phase: first look this long after the bind was accepted, then back off up to
+    # verify_interval_max_s; a bind not confirmed within verify_budget_s fails.
+    verify_delay_s: float = Field(default=1.0, ge=0)
+    verify_interval_max_s: float = Field(default=10.0, gt=0)
+    verify_budget_s: float = Field(default=600.0, gt=0)
     max_instances: int = Field(default=100_000, ge=1)
     # 100,000 instance IDs are about 1.7 MB of JSON; the limit leaves room without inviting abuse.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)

@@ -14,16 +14,19 @@ from typing import TYPE_CHECKING
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.accounts import Accounts, load_accounts
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.jobs.retry import RetryPolicy
-from app.providers.base import Provider
+from app.providers.base import Account, NoSlot, Pace, Provider, ProviderSpec
+from app.providers.registry import spec
 from app.ratelimit import Limiter, build_limiter
 
 if TYPE_CHECKING:
     from celery import Celery
 
 BIND_TASK = "keybind.bind"
+VERIFY_TASK = "keybind.verify"
 DISPATCH_TASK = "keybind.dispatch"
 
 
@@ -69,21 +72,53 @@ class Runtime:
     def control_queue(self) -> str:
         return f"{self.settings.queue_prefix}.control"
 
+    @cached_property
+    def accounts(self) -> Accounts:
+        return load_accounts(self.settings)
+
+    def spec(self, provider: str) -> ProviderSpec:
+        return spec(provider)
+
+    def account(self, provider: str, name: str) -> Account:
+        found = self.accounts.get(provider, name)
+        if found is None:
+            raise KeyError(f"no {provider} account named {name!r}")
+        return found
+
     def provider(self, name: str, account: str) -> Provider:
+        """This process's connected provider for (cloud, account), built on first use."""
         key = (name, account)
         if key not in self._providers:
-            if name != "tencent":
-                raise ValueError(f"unknown provider {name!r}")
-            from app.providers.tencent.client import build_tencent_provider
-
-            self._providers[key] = build_tencent_provider(self.settings)
+            self._providers[key] = spec(name).connect(self.account(name, account), self.settings)
         return self._providers[key]
 
-    def rate_for(self, provider: str) -> float:
-        return self.settings.rate_limit
+    def rate(self, provider: str, account: str, action: str) -> float:
+        """Calls/s allowed for one account's action: the account's own rate, else
+        KEYBIND_RATE_LIMIT for the bind action, else the cloud's documented limit."""
+        s = spec(provider)
+        own = self.accounts.get(provider, account)
+        if own is not None and action in own.rates:
+            return own.rates[action]
+        if action == s.bind_action and self.settings.rate_limit is not None:
+            return self.settings.rate_limit
+        return s.actions[action]
 
     def limiter_key(self, provider: str, account: str, action: str) -> str:
         return f"{provider}:{account}:{action}"
+
+    def pace(self, provider: str, account: str) -> Pace:
+        """What a provider calls before each cloud call: wait for the global limiter."""
+
+        def wait_for_slot(action: str) -> None:
+            waited = self.limiter.acquire(
+                self.limiter_key(provider, account, action),
+                self.rate(provider, account, action),
+                max_wait=self.settings.rate_limit_max_wait_s,
+            )
+            if waited is None:
+                raise NoSlot(action)
+
+        return wait_for_slot
 
     def enqueue_binds(self, batches: Sequence[Sequence[int]]) -> None:
         for batch in batches:
@@ -92,6 +127,15 @@ class Runtime:
                 args=[list(batch)],
                 queue=self.bind_queue,
                 # After the dispatch lease the dispatcher releases the target again anyway.
+                expires=self.settings.dispatch_lease_s,
+            )
+
+    def enqueue_verifies(self, batches: Sequence[Sequence[int]]) -> None:
+        for batch in batches:
+            self.celery.send_task(
+                VERIFY_TASK,
+                args=[list(batch)],
+                queue=self.bind_queue,
                 expires=self.settings.dispatch_lease_s,
             )
 

@@ -5,47 +5,54 @@ from __future__ import annotations
 import logging
 import secrets
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import func
+from sqlalchemy.orm import Session
 
 from app.db import transaction, utcnow
 from app.jobs import repository as repo
 from app.jobs.models import Job, Target
 from app.jobs.retry import decide
 from app.jobs.states import TargetState
-from app.providers.base import BindRequest, CallResult
+from app.providers.base import (
+    BindRequest,
+    CallError,
+    CallResult,
+    ErrorClass,
+    InstanceStatus,
+    NoSlot,
+    Outcome,
+)
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
+NO_REASON = CallError("keybind.NoReason", "the provider gave no reason", ErrorClass.RETRY)
 
 
 def bind_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
-    """Run one call for the given targets (those still waiting and due); returns calls made."""
+    """Bind the given targets (those still waiting and due) in one provider turn; returns the
+    number of cloud calls made."""
     claims, job = _claim(rt, target_ids)
     if not claims or job is None:
         return 0
     provider = rt.provider(job.provider, job.account)
-    key = rt.limiter_key(job.provider, job.account, provider.bind_action)
-    waited = rt.limiter.acquire(
-        key, rt.rate_for(job.provider), max_wait=rt.settings.rate_limit_max_wait_s
+    request = BindRequest(
+        region=job.region,
+        instance_ids=tuple(c.instance_id for c in claims),
+        key_ids=tuple(job.key_ids),
+        force_stop=job.power_policy == "force_stop",
+        options=dict(job.options or {}),
     )
-    if waited is None:
+    try:
+        outcome = provider.bind(request, rt.pace(job.provider, job.account))
+    except NoSlot:
         # No slot within the bound: hand the targets back untouched rather than hold a
         # worker slot hostage; the dispatcher releases them again.
-        _release(rt, claims)
-        return 0
-    started = utcnow()
-    result = provider.bind(
-        BindRequest(
-            region=job.region,
-            instance_ids=tuple(c.instance_id for c in claims),
-            key_ids=tuple(job.key_ids),
-            force_stop=job.power_policy == "force_stop",
-        )
-    )
-    _record(rt, claims, result, started)
-    return 1
+        outcome = Outcome()
+    verify = provider.spec.verify_action is not None
+    _record(rt, claims, outcome, verify=verify)
+    return len(outcome.calls)
 
 
 def _claim(rt: Runtime, target_ids: Sequence[int]) -> tuple[list[repo.Claim], Job | None]:
@@ -110,26 +117,44 @@ def _release(rt: Runtime, claims: Sequence[repo.Claim]) -> None:
         repo.apply_counts(session, deltas, now)
 
 
-def _record(
-    rt: Runtime, claims: Sequence[repo.Claim], result: CallResult, started: datetime
+def _attempt_rows(
+    session: Session, claims: Sequence[repo.Claim], calls: Sequence[CallResult]
 ) -> None:
-    now = utcnow()
-    deltas = repo.CounterDeltas()
-    with transaction(rt.sessions) as session:
-        for c in claims:
-            error = result.failed_instances.get(c.instance_id, result.error)
+    """One attempts row per call per claimed instance it covered."""
+    by_instance = {c.instance_id: c.target_id for c in claims}
+    for call in calls:
+        for iid in call.instance_ids:
+            target_id = by_instance.get(iid)
+            if target_id is None:
+                continue
+            error = call.error_for(iid)
             repo.add_attempt(
                 session,
-                target_id=c.target_id,
-                action=result.action,
-                started_at=started,
-                latency_ms=result.latency_ms,
-                http_status=result.http_status,
-                request_id=result.request_id,
+                target_id=target_id,
+                action=call.action,
+                started_at=call.started_at,
+                latency_ms=call.latency_ms,
+                http_status=call.http_status,
+                request_id=call.request_id,
                 error_code=error.code if error else None,
                 error_message=error.message if error else None,
             )
+
+
+def _record(rt: Runtime, claims: Sequence[repo.Claim], outcome: Outcome, *, verify: bool) -> None:
+    now = utcnow()
+    deltas = repo.CounterDeltas()
+    untouched = [c for c in claims if c.instance_id not in outcome.results]
+    with transaction(rt.sessions) as session:
+        _attempt_rows(session, claims, outcome.calls)
+        for c in claims:
+            result = outcome.results.get(c.instance_id)
+            if result is None:
+                continue
             attempts = c.attempts + 1
+            error = None
+            if result.status is InstanceStatus.FAILED:
+                error = result.error or NO_REASON
             d = decide(
                 error=error,
                 attempts=attempts,
@@ -165,3 +190,5 @@ def _record(
                 # still happened and is on record as an attempt.
                 log.warning("lease lost for target %s before recording", c.target_id)
         repo.apply_counts(session, deltas, now)
+    if untouched:
+        _release(rt, untouched)

@@ -46,8 +46,9 @@ def dispatch(rt: Runtime) -> Tick:
         for job in jobs:
             buckets[(job.provider, job.account)].append(job)
         released: list[list[int]] = []
-        for (provider, _account), bucket in buckets.items():
-            capacity = math.ceil(rt.rate_for(provider) * rt.settings.dispatch_horizon_s)
+        for (provider, account), bucket in buckets.items():
+            rate = rt.rate(provider, account, rt.spec(provider).bind_action)
+            capacity = math.ceil(rate * rt.settings.dispatch_horizon_s)
             in_flight = sum(j.n_running for j in bucket)
             out = repo.dispatched_count(session, [j.id for j in bucket], now)
             budget = capacity - in_flight - out

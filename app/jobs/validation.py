@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from app.jobs.schemas import FieldProblem, JobCreate
+from app.providers.registry import spec
 
 # Enough to show the pattern of a mistake without echoing a 100k-line payload back.
 MAX_PROBLEMS = 20
@@ -34,6 +35,19 @@ def validate_job(request: JobCreate, *, max_instances: int) -> list[FieldProblem
                 value=len(request.instance_ids),
                 message=f"at most {max_instances} instances per job",
             )
+        )
+    provider = spec(request.provider)
+    if request.region not in provider.regions:
+        problems.append(
+            FieldProblem(
+                field="region",
+                value=request.region,
+                message=f"not a region where {provider.name} offers {provider.bind_action}",
+            )
+        )
+    for p in provider.validate_targets(request.instance_ids)[:MAX_PROBLEMS]:
+        problems.append(
+            FieldProblem(field=f"instance_ids[{p.index}]", value=p.value, message=p.message)
         )
     problems += _duplicates("instance_ids", request.instance_ids)
     problems += _duplicates("key_ids", request.key_ids)

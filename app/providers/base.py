@@ -1,14 +1,48 @@
-"""What every cloud provider offers the worker, in keybind's own types.
+"""The seam between keybind and a cloud: what the worker hands a provider, what it gets back.
 
-Vendor payloads and `httpx.Response` never leave `providers/<vendor>/`; the worker only sees
-`CallResult` and the `ErrorClass` that says what to do next.
+A cloud is one folder under `app/providers/<name>/` that exports a `ProviderSpec` (static
+facts: regions, ID format, actions and their rates, error table, how to connect) and a
+`Provider` (one connected account: `bind` and `verify`). Vendor payloads and
+`httpx.Response` never leave the folder; the worker only sees the types below.
+
+The worker owns the limiter: it hands the provider a `Pace`, which the provider calls with the
+action name before EACH cloud call. `Pace` blocks until the global limiter grants a slot for
+(provider, account, action), or raises `NoSlot`. A provider lets `NoSlot` propagate only when
+it has made no call yet; after a call it returns what it knows, and every instance missing
+from `Outcome.results` is handed back to wait, untouched (no attempt counted).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Protocol
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any, Protocol
+
+from pydantic import SecretStr
+
+if TYPE_CHECKING:
+    from app.config import Settings
+
+Pace = Callable[[str], None]
+"""Called with an action name before each cloud call; blocks for a slot or raises NoSlot."""
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+class NoSlot(Exception):
+    """The limiter had no slot for `action` within KEYBIND_RATE_LIMIT_MAX_WAIT_S."""
+
+    def __init__(self, action: str) -> None:
+        super().__init__(f"no rate-limit slot for {action}")
+        self.action = action
+
+
+class ProviderConfigError(Exception):
+    """A provider or account cannot be built from the settings (names what is missing)."""
 
 
 class ErrorClass(StrEnum):
@@ -31,37 +65,150 @@ class CallError:
     error_class: ErrorClass
 
 
-@dataclass(frozen=True, slots=True)
-class BindRequest:
-    region: str
-    instance_ids: tuple[str, ...]
-    key_ids: tuple[str, ...]
-    force_stop: bool = False
+def utcnow() -> datetime:
+    return datetime.now(UTC)
 
 
 @dataclass(frozen=True, slots=True)
 class CallResult:
-    """One API call's outcome. `error is None` means the cloud accepted the call."""
+    """One API call: which instances it covered and how it ended (`error is None`: accepted).
+
+    Clouds that answer per instance (JD) put the instances that failed in `failed_instances`;
+    the call-level `error` then stays None unless the whole call failed."""
 
     action: str
     request_id: str | None
     latency_ms: float
     http_status: int | None
     error: CallError | None = None
-    # Clouds that answer per instance (JD) name the instances that failed; empty otherwise.
-    failed_instances: dict[str, CallError] = field(default_factory=dict)
+    failed_instances: Mapping[str, CallError] = field(default_factory=lambda: _EMPTY)
+    instance_ids: tuple[str, ...] = ()
+    started_at: datetime = field(default_factory=utcnow)
 
     @property
     def ok(self) -> bool:
         return self.error is None
 
+    def error_for(self, instance_id: str) -> CallError | None:
+        return self.failed_instances.get(instance_id, self.error)
+
+
+class InstanceStatus(StrEnum):
+    ACCEPTED = "accepted"  # the cloud took the bind; its outcome is still to be verified
+    VERIFIED = "verified"  # the key is confirmed on the instance
+    OPERATING = "operating"  # the cloud is still working on it: look again later
+    FAILED = "failed"  # `error` says why, and its class whether to try again
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceResult:
+    status: InstanceStatus
+    error: CallError | None = None
+    request_id: str | None = None  # the call that decided this result
+    # Facts worth keeping with the target, e.g. {"previous_key": "old"} from a JD replace.
+    notes: Mapping[str, str] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(slots=True)
+class Outcome:
+    """Every call made (for the attempts table) and a result per instance it decided."""
+
+    calls: list[CallResult] = field(default_factory=list)
+    results: dict[str, InstanceResult] = field(default_factory=dict)
+
+    def merge(self, other: Outcome) -> Outcome:
+        """This outcome followed by `other` (a later result for an instance wins)."""
+        return Outcome(self.calls + other.calls, {**self.results, **other.results})
+
+    @classmethod
+    def from_call(cls, call: CallResult, accepted: InstanceStatus) -> Outcome:
+        """One all-or-nothing call: each instance gets `accepted` or the call's error."""
+        results: dict[str, InstanceResult] = {}
+        for iid in call.instance_ids:
+            error = call.error_for(iid)
+            status = accepted if error is None else InstanceStatus.FAILED
+            results[iid] = InstanceResult(status, error, call.request_id)
+        return cls([call], results)
+
+
+@dataclass(frozen=True, slots=True)
+class BindRequest:
+    region: str
+    instance_ids: tuple[str, ...]
+    key_ids: tuple[str, ...]  # in the provider's own terms: Tencent key IDs, JD key names
+    force_stop: bool = False
+    options: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)  # provider-specific
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRequest:
+    region: str
+    instance_ids: tuple[str, ...]
+    key_ids: tuple[str, ...]
+    # Each instance's accepted bind call, so the provider can find that very operation.
+    bind_request_ids: Mapping[str, str | None] = field(default_factory=lambda: _EMPTY)
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    """One named credential profile on one cloud; each has its own limiter buckets."""
+
+    provider: str
+    name: str
+    endpoint: str
+    credentials: Mapping[str, SecretStr]
+    rates: Mapping[str, float] = field(default_factory=lambda: _EMPTY)  # action -> calls/s
+
+    def secret(self, name: str) -> str | None:
+        value = self.credentials.get(name)
+        return value.get_secret_value() if value is not None else None
+
+    def __repr__(self) -> str:  # never the credentials
+        return f"Account(provider={self.provider!r}, name={self.name!r})"
+
 
 class Provider(Protocol):
-    """A cloud that can bind key pairs to instances."""
+    """One connected account on one cloud."""
 
-    name: str
-    bind_action: str
+    spec: ProviderSpec
 
-    def bind(self, request: BindRequest) -> CallResult: ...
+    def bind(self, request: BindRequest, pace: Pace) -> Outcome:
+        """Bind the keys to the instances (at most `spec.max_batch`)."""
+        ...
+
+    def verify(self, request: VerifyRequest, pace: Pace) -> Outcome:
+        """Look each instance up: VERIFIED, OPERATING, or FAILED with the cloud's reason."""
+        ...
 
     def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class TargetProblem:
+    index: int
+    value: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSpec:
+    """What keybind knows about a cloud without credentials."""
+
+    name: str
+    regions: frozenset[str]
+    actions: Mapping[str, float]  # every action the provider calls -> documented calls/s
+    bind_action: str
+    verify_action: str | None  # None: the bind's answer is final, no verify phase
+    max_batch: int  # instances per bind call
+    instance_id: re.Pattern[str]
+    instance_id_example: str
+    classify: Callable[[str], ErrorClass]
+    connect: Callable[[Account, Settings], Provider]
+    default_account: Callable[[Settings], Account | None]  # from the cloud's own env names
+
+    def validate_targets(self, instance_ids: Sequence[str]) -> list[TargetProblem]:
+        return [
+            TargetProblem(i, v, f"not an ID like {self.instance_id_example}")
+            for i, v in enumerate(instance_ids)
+            if not self.instance_id.fullmatch(v)
+        ]

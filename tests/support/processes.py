@@ -26,7 +26,6 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
             "KEYBIND_QUEUE_PREFIX": settings.queue_prefix,
             "KEYBIND_HOME": str(settings.home),
             "KEYBIND_TENCENT_ENDPOINT": settings.tencent_endpoint,
-            "KEYBIND_RATE_LIMIT": str(settings.rate_limit),
             "KEYBIND_BACKOFF_BASE_S": str(settings.backoff_base_s),
             "KEYBIND_BACKOFF_MAX_S": str(settings.backoff_max_s),
             "KEYBIND_DISPATCH_INTERVAL_S": str(settings.dispatch_interval_s),
@@ -40,9 +39,16 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
             "PYTHONUNBUFFERED": "1",
         }
     )
+    if settings.rate_limit is not None:
+        env["KEYBIND_RATE_LIMIT"] = str(settings.rate_limit)
+    if settings.accounts_file is not None:
+        env["KEYBIND_ACCOUNTS_FILE"] = str(settings.accounts_file)
+    for key in ("verify_delay_s", "verify_interval_max_s", "verify_budget_s"):
+        env[f"KEYBIND_{key.upper()}"] = str(getattr(settings, key))
     for name, secret in (
         ("TENCENTCLOUD_SECRET_ID", settings.tencentcloud_secret_id),
         ("TENCENTCLOUD_SECRET_KEY", settings.tencentcloud_secret_key),
+        ("TENCENTCLOUD_SESSION_TOKEN", settings.tencentcloud_session_token),
     ):
         if secret is not None:
             env[name] = secret.get_secret_value()

@@ -6,23 +6,21 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 
-from app.config import Settings
-from app.providers.base import BindRequest, CallError, CallResult, ErrorClass
+from app.providers.base import CallError, CallResult, ProviderConfigError, utcnow
 from app.providers.tencent.errors import classify
 from app.providers.tencent.signing import TC3Auth
 
 VERSION = "2017-03-12"
 ASSOCIATE = "AssociateInstancesKeyPairs"
 DESCRIBE_INSTANCES = "DescribeInstances"
-
-
-class ProviderConfigError(Exception):
-    """The provider cannot be built from the settings (names the missing variable)."""
+DESCRIBE_KEY_PAIRS = "DescribeKeyPairs"
+MAX_IDS_PER_CALL = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,11 +32,35 @@ class InstanceView:
     latest_operation: str | None
     latest_operation_state: str | None
     latest_operation_request_id: str | None
+    latest_operation_error: str | None
     tags: dict[str, str]
 
 
-def _synthetic(code: str, message: str) -> CallError:
-    return CallError(code=code, message=message, error_class=classify(code))
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """A call under way: what it covers and when it started."""
+
+    action: str
+    instance_ids: tuple[str, ...]
+    started_at: datetime
+    started: float  # perf_counter, for the latency
+
+    def result(
+        self, status: int | None, request_id: str | None, error: CallError | None
+    ) -> CallResult:
+        latency = (time.perf_counter() - self.started) * 1000
+        return CallResult(
+            self.action,
+            request_id,
+            latency,
+            status,
+            error,
+            instance_ids=self.instance_ids,
+            started_at=self.started_at,
+        )
+
+    def failed(self, status: int | None, code: str, message: str) -> CallResult:
+        return self.result(status, None, CallError(code, message, classify(code)))
 
 
 class TencentClient:
@@ -84,42 +106,28 @@ class TencentClient:
             "X-TC-Region": region,
             "X-TC-Language": "en-US",
         }
-        started = time.perf_counter()
+        call = _Call(action, tuple(params.get("InstanceIds") or ()), utcnow(), time.perf_counter())
         try:
             response = self._http.post("/", content=body, headers=headers)
         except httpx.TimeoutException as exc:
-            return self._failed(action, started, None, "keybind.Timeout", type(exc).__name__), {}
+            return call.failed(None, "keybind.Timeout", type(exc).__name__), {}
         except httpx.TransportError as exc:
-            return self._failed(
-                action, started, None, "keybind.ConnectionError", type(exc).__name__
-            ), {}
-        latency = (time.perf_counter() - started) * 1000
+            return call.failed(None, "keybind.ConnectionError", type(exc).__name__), {}
         if response.status_code != 200:
             message = f"HTTP {response.status_code}: {response.text[:200]}"
-            return self._failed(
-                action, started, response.status_code, "keybind.HttpStatus", message
-            ), {}
+            return call.failed(response.status_code, "keybind.HttpStatus", message), {}
         try:
             payload = response.json()["Response"]
             assert isinstance(payload, dict)
         except (ValueError, KeyError, TypeError, AssertionError):
             message = f"not an API 3.0 answer: {response.text[:200]!r}"
-            return self._failed(action, started, 200, "keybind.BadResponse", message), {}
-        request_id = payload.get("RequestId")
+            return call.failed(200, "keybind.BadResponse", message), {}
         error = payload.get("Error")
         call_error = None
         if isinstance(error, dict):
             code = str(error.get("Code", "UnknownError"))
             call_error = CallError(code, str(error.get("Message", "")), classify(code))
-        result = CallResult(action, request_id, latency, 200, call_error)
-        return result, payload
-
-    @staticmethod
-    def _failed(
-        action: str, started: float, status: int | None, code: str, message: str
-    ) -> CallResult:
-        latency = (time.perf_counter() - started) * 1000
-        return CallResult(action, None, latency, status, _synthetic(code, message))
+        return call.result(200, payload.get("RequestId"), call_error), payload
 
     def associate_instances_key_pairs(
         self, region: str, instance_ids: list[str], key_ids: list[str], force_stop: bool
@@ -150,6 +158,7 @@ class TencentClient:
                 latest_operation=i.get("LatestOperation"),
                 latest_operation_state=i.get("LatestOperationState"),
                 latest_operation_request_id=i.get("LatestOperationRequestId"),
+                latest_operation_error=i.get("LatestOperationErrorMsg"),
                 tags={t.get("Key", ""): t.get("Value", "") for t in i.get("Tags") or []},
             )
             for i in payload.get("InstanceSet") or []
@@ -160,45 +169,10 @@ class TencentClient:
         self._http.close()
 
 
-class TencentProvider:
-    """The `Provider` for Tencent CVM."""
-
-    name = "tencent"
-    bind_action = ASSOCIATE
-
-    def __init__(self, client: TencentClient) -> None:
-        self.client = client
-
-    def bind(self, request: BindRequest) -> CallResult:
-        return self.client.associate_instances_key_pairs(
-            request.region, list(request.instance_ids), list(request.key_ids), request.force_stop
-        )
-
-    def close(self) -> None:
-        self.client.close()
-
-
-def build_tencent_provider(settings: Settings) -> TencentProvider:
-    if settings.tencentcloud_secret_id is None:
-        raise ProviderConfigError("TENCENTCLOUD_SECRET_ID is not set")
-    if settings.tencentcloud_secret_key is None:
-        raise ProviderConfigError("TENCENTCLOUD_SECRET_KEY is not set")
-    token = settings.tencentcloud_session_token
-    client = TencentClient(
-        endpoint=settings.tencent_endpoint,
-        secret_id=settings.tencentcloud_secret_id.get_secret_value(),
-        secret_key=settings.tencentcloud_secret_key.get_secret_value(),
-        session_token=token.get_secret_value() if token else None,
-        timeout_s=settings.http_timeout_s,
-    )
-    return TencentProvider(client)
-
-
 __all__ = [
-    "ErrorClass",
+    "ASSOCIATE",
+    "DESCRIBE_INSTANCES",
     "InstanceView",
     "ProviderConfigError",
     "TencentClient",
-    "TencentProvider",
-    "build_tencent_provider",
 ]

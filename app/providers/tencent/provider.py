@@ -1,0 +1,183 @@
+"""Tencent CVM behind keybind's provider seam: bind with AssociateInstancesKeyPairs, verify with
+DescribeInstances (the bind call answers only a RequestId; the outcome shows in the instance)."""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+from pydantic import SecretStr
+
+from app.providers.base import (
+    Account,
+    BindRequest,
+    CallError,
+    InstanceResult,
+    InstanceStatus,
+    NoSlot,
+    Outcome,
+    Pace,
+    ProviderConfigError,
+    ProviderSpec,
+    VerifyRequest,
+)
+from app.providers.tencent.client import (
+    ASSOCIATE,
+    DESCRIBE_INSTANCES,
+    MAX_IDS_PER_CALL,
+    InstanceView,
+    TencentClient,
+)
+from app.providers.tencent.errors import classify
+from app.providers.tencent.regions import REGIONS
+
+if TYPE_CHECKING:
+    from app.config import Settings
+
+NAME = "tencent"
+CN_ENDPOINT = "https://cvm.tencentcloudapi.com"
+INTL_ENDPOINT = "https://cvm.intl.tencentcloudapi.com"
+# Each action's documented per-account limit (213/33232 and 213/33260).
+ACTIONS = {ASSOCIATE: 10.0, DESCRIBE_INSTANCES: 40.0}
+
+
+def _error(code: str, message: str) -> CallError:
+    return CallError(code, message, classify(code))
+
+
+def judge(
+    view: InstanceView | None, keys: tuple[str, ...], bind_request_id: str | None
+) -> InstanceResult:
+    """One instance's verdict from DescribeInstances, given the bind call that was accepted.
+
+    Our own operation record decides (OPERATING / FAILED / SUCCESS); SUCCESS still needs every
+    key in LoginSettings.KeyIds. When a later operation has replaced the record, the keys alone
+    decide, and their absence means 'not yet' until the verify budget runs out."""
+    if view is None:
+        return InstanceResult(
+            InstanceStatus.FAILED,
+            _error("keybind.VerifyNotFound", "DescribeInstances no longer finds the instance"),
+        )
+    holds_keys = all(k in view.key_ids for k in keys)
+    ours = bind_request_id is not None and view.latest_operation_request_id == bind_request_id
+    if ours:
+        if view.latest_operation_state == "OPERATING":
+            return InstanceResult(InstanceStatus.OPERATING)
+        if view.latest_operation_state == "FAILED":
+            why = view.latest_operation_error or "no message from the cloud"
+            return InstanceResult(
+                InstanceStatus.FAILED,
+                _error(
+                    "keybind.OperationFailed",
+                    f"{view.latest_operation} {bind_request_id} ended FAILED: {why}",
+                ),
+            )
+        if view.latest_operation_state == "SUCCESS":
+            if holds_keys:
+                return InstanceResult(InstanceStatus.VERIFIED)
+            return InstanceResult(
+                InstanceStatus.FAILED,
+                _error(
+                    "keybind.KeyNotBound",
+                    f"the operation succeeded but LoginSettings.KeyIds is {list(view.key_ids)}",
+                ),
+            )
+    if holds_keys:
+        return InstanceResult(InstanceStatus.VERIFIED)
+    return InstanceResult(InstanceStatus.OPERATING)
+
+
+class TencentProvider:
+    """One Tencent account: its CVM client and the calls keybind makes with it."""
+
+    def __init__(self, client: TencentClient) -> None:
+        self.spec = SPEC
+        self.client = client
+
+    def bind(self, request: BindRequest, pace: Pace) -> Outcome:
+        pace(ASSOCIATE)
+        call = self.client.associate_instances_key_pairs(
+            request.region, list(request.instance_ids), list(request.key_ids), request.force_stop
+        )
+        return Outcome.from_call(call, InstanceStatus.ACCEPTED)
+
+    def verify(self, request: VerifyRequest, pace: Pace) -> Outcome:
+        outcome = Outcome()
+        ids = list(request.instance_ids)
+        for start in range(0, len(ids), MAX_IDS_PER_CALL):
+            chunk = ids[start : start + MAX_IDS_PER_CALL]
+            try:
+                pace(DESCRIBE_INSTANCES)
+            except NoSlot:
+                if not outcome.calls:
+                    raise
+                return outcome  # what the calls so far decided; the rest is handed back
+            call, views = self.client.describe_instances(
+                request.region, instance_ids=chunk, limit=MAX_IDS_PER_CALL
+            )
+            outcome.calls.append(call)
+            seen = {v.instance_id: v for v in views}
+            for iid in chunk:
+                if call.error is not None:
+                    result = InstanceResult(InstanceStatus.FAILED, call.error, call.request_id)
+                else:
+                    verdict = judge(
+                        seen.get(iid), request.key_ids, request.bind_request_ids.get(iid)
+                    )
+                    result = InstanceResult(
+                        verdict.status, verdict.error, call.request_id, verdict.notes
+                    )
+                outcome.results[iid] = result
+        return outcome
+
+    def close(self) -> None:
+        self.client.close()
+
+    def __repr__(self) -> str:
+        return f"TencentProvider({self.client!r})"
+
+
+def connect(account: Account, settings: Settings) -> TencentProvider:
+    secret_id = account.secret("secret_id")
+    secret_key = account.secret("secret_key")
+    where = "TENCENTCLOUD_" if account.name == "default" else f"account {account.name!r}: "
+    if not secret_id:
+        raise ProviderConfigError(f"{where}SECRET_ID is not set")
+    if not secret_key:
+        raise ProviderConfigError(f"{where}SECRET_KEY is not set")
+    client = TencentClient(
+        endpoint=account.endpoint,
+        secret_id=secret_id,
+        secret_key=secret_key,
+        session_token=account.secret("session_token"),
+        timeout_s=settings.http_timeout_s,
+    )
+    return TencentProvider(client)
+
+
+def default_account(settings: Settings) -> Account:
+    """The account named "default": Tencent's own environment variable names."""
+    credentials: dict[str, SecretStr] = {}
+    for name, value in (
+        ("secret_id", settings.tencentcloud_secret_id),
+        ("secret_key", settings.tencentcloud_secret_key),
+        ("session_token", settings.tencentcloud_session_token),
+    ):
+        if value is not None:
+            credentials[name] = value
+    return Account(NAME, "default", settings.tencent_endpoint, credentials)
+
+
+SPEC = ProviderSpec(
+    name=NAME,
+    regions=REGIONS,
+    actions=ACTIONS,
+    bind_action=ASSOCIATE,
+    verify_action=None,
+    max_batch=MAX_IDS_PER_CALL,
+    instance_id=re.compile(r"ins-[0-9a-z]{8}"),
+    instance_id_example="ins-r8hr2upy",
+    classify=classify,
+    connect=connect,
+    default_account=default_account,
+)
