@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import secrets
-from collections.abc import Sequence
-from datetime import timedelta
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timedelta
 
 from sqlalchemy import func
 from sqlalchemy.orm import Session
@@ -23,10 +23,12 @@ from app.providers.base import (
     InstanceStatus,
     NoSlot,
     Outcome,
+    VerifyRequest,
 )
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
+VERIFY_TIMEOUT = "keybind.VerifyTimeout"
 NO_REASON = CallError("keybind.NoReason", "the provider gave no reason", ErrorClass.RETRY)
 
 
@@ -118,7 +120,9 @@ def _release(rt: Runtime, claims: Sequence[repo.Claim]) -> None:
 
 
 def _attempt_rows(
-    session: Session, claims: Sequence[repo.Claim], calls: Sequence[CallResult]
+    session: Session,
+    claims: Sequence[repo.Claim] | Sequence[repo.VerifyClaim],
+    calls: Sequence[CallResult],
 ) -> None:
     """One attempts row per call per claimed instance it covered."""
     by_instance = {c.instance_id: c.target_id for c in claims}
@@ -152,6 +156,30 @@ def _record(rt: Runtime, claims: Sequence[repo.Claim], outcome: Outcome, *, veri
             if result is None:
                 continue
             attempts = c.attempts + 1
+            if verify and result.status in (InstanceStatus.ACCEPTED, InstanceStatus.OPERATING):
+                # Accepted is not done: the target stays running, lease given up, and waits
+                # in PostgreSQL (not in a sleeping worker) for its verify look.
+                moved = repo.update_running(
+                    session,
+                    target_id=c.target_id,
+                    holder=c.lease_token,
+                    in_phase=repo.BIND,
+                    phase=repo.VERIFY,
+                    attempts=attempts,
+                    request_id=result.request_id,
+                    error_code=None,
+                    error_message=None,
+                    lease_until=None,
+                    lease_token=None,
+                    dispatched_until=None,
+                    next_attempt_at=now + timedelta(seconds=rt.settings.verify_delay_s),
+                    verify_started_at=now,
+                    verify_checks=0,
+                    **_notes(result.notes),
+                )
+                if not moved:
+                    log.warning("lease lost for target %s before recording", c.target_id)
+                continue
             error = None
             if result.status is InstanceStatus.FAILED:
                 error = result.error or NO_REASON
@@ -164,6 +192,7 @@ def _record(rt: Runtime, claims: Sequence[repo.Claim], outcome: Outcome, *, veri
                 rng=rt.rng,
             )
             values: dict[str, object] = {
+                **_notes(result.notes),
                 "attempts": attempts,
                 "error_code": d.error_code,
                 "error_message": d.error_message,
@@ -192,3 +221,164 @@ def _record(rt: Runtime, claims: Sequence[repo.Claim], outcome: Outcome, *, veri
         repo.apply_counts(session, deltas, now)
     if untouched:
         _release(rt, untouched)
+
+
+def _notes(notes: Mapping[str, str]) -> dict[str, object]:
+    return {"notes": dict(notes)} if notes else {}
+
+
+def verify_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
+    """Look up accepted binds (those due in the verify phase) in one provider turn; returns
+    the number of cloud calls made."""
+    claims, job = _claim_verify(rt, target_ids)
+    if not claims or job is None:
+        return 0
+    provider = rt.provider(job.provider, job.account)
+    request = VerifyRequest(
+        region=job.region,
+        instance_ids=tuple(c.instance_id for c in claims),
+        key_ids=tuple(job.key_ids),
+        bind_request_ids={c.instance_id: c.bind_request_id for c in claims},
+    )
+    try:
+        outcome = provider.verify(request, rt.pace(job.provider, job.account))
+    except NoSlot:
+        outcome = Outcome()
+    _record_verify(rt, claims, outcome)
+    return len(outcome.calls)
+
+
+def _claim_verify(
+    rt: Runtime, target_ids: Sequence[int]
+) -> tuple[list[repo.VerifyClaim], Job | None]:
+    now = utcnow()
+    lease_until = now + timedelta(seconds=rt.settings.lease_s)
+    claims: list[repo.VerifyClaim] = []
+    with transaction(rt.sessions) as session:
+        rows = repo.claimable_verify(session, target_ids, now)
+        job = session.get(Job, rows[0].job_id) if rows else None
+        for t in rows:
+            if job is None or t.job_id != job.id:
+                continue
+            token = secrets.token_hex(16)
+            if repo.update_running(
+                session,
+                target_id=t.id,
+                holder=None,
+                in_phase=repo.VERIFY,
+                lease_until=lease_until,
+                lease_token=token,
+                dispatched_until=None,
+            ):
+                claims.append(
+                    repo.VerifyClaim(
+                        target_id=t.id,
+                        job_id=t.job_id,
+                        instance_id=t.instance_id,
+                        bind_request_id=t.request_id,
+                        verify_started_at=t.verify_started_at or now,
+                        verify_checks=t.verify_checks,
+                        lease_token=token,
+                    )
+                )
+    return claims, job
+
+
+def verify_backoff(checks: int, *, first_s: float, max_s: float) -> float:
+    """Seconds until the next look after `checks` looks that found the bind still going."""
+    return min(max_s, max(first_s, 0.5) * 2 ** max(0, checks - 1))
+
+
+def _record_verify(rt: Runtime, claims: Sequence[repo.VerifyClaim], outcome: Outcome) -> None:
+    now = utcnow()
+    s = rt.settings
+    deltas = repo.CounterDeltas()
+    with transaction(rt.sessions) as session:
+        _attempt_rows(session, claims, outcome.calls)
+        for c in claims:
+            result = outcome.results.get(c.instance_id)
+            if result is None:
+                # Not looked at (no slot): back to waiting for a look, no check counted.
+                repo.update_running(
+                    session,
+                    target_id=c.target_id,
+                    holder=c.lease_token,
+                    in_phase=repo.VERIFY,
+                    lease_until=None,
+                    lease_token=None,
+                    next_attempt_at=now,
+                )
+                continue
+            error = result.error if result.status is InstanceStatus.FAILED else None
+            if result.status is InstanceStatus.FAILED and error is None:
+                error = NO_REASON
+            common: dict[str, object] = {
+                **_notes(result.notes),
+                "verify_request_id": result.request_id,
+                "lease_until": None,
+                "lease_token": None,
+            }
+            if result.status is InstanceStatus.VERIFIED:
+                _finish(session, deltas, c, TargetState.SUCCEEDED, now, None, None, **common)
+                continue
+            if error is not None and not error.error_class.retryable:
+                _finish(
+                    session, deltas, c, TargetState.FAILED, now, error.code, error.message, **common
+                )
+                continue
+            # Still operating, or the look itself failed in a way worth repeating.
+            checks = c.verify_checks + 1
+            if (now - c.verify_started_at).total_seconds() >= s.verify_budget_s:
+                seen = error.message if error else "the operation was still in progress"
+                _finish(
+                    session,
+                    deltas,
+                    c,
+                    TargetState.FAILED,
+                    now,
+                    VERIFY_TIMEOUT,
+                    f"the bind was accepted but not confirmed within {s.verify_budget_s:g} s"
+                    f" ({checks} looks; last: {seen})",
+                    **common,
+                )
+                continue
+            wait = verify_backoff(checks, first_s=s.verify_delay_s, max_s=s.verify_interval_max_s)
+            repo.update_running(
+                session,
+                target_id=c.target_id,
+                holder=c.lease_token,
+                in_phase=repo.VERIFY,
+                verify_checks=checks,
+                next_attempt_at=now + timedelta(seconds=wait),
+                error_code=error.code if error else None,
+                error_message=error.message if error else None,
+                **common,
+            )
+        repo.apply_counts(session, deltas, now)
+
+
+def _finish(
+    session: Session,
+    deltas: repo.CounterDeltas,
+    c: repo.VerifyClaim,
+    dst: TargetState,
+    now: datetime,
+    code: str | None,
+    message: str | None,
+    **values: object,
+) -> None:
+    moved = repo.move_target(
+        session,
+        deltas,
+        target_id=c.target_id,
+        job_id=c.job_id,
+        src=TargetState.RUNNING,
+        dst=dst,
+        holder=c.lease_token,
+        error_code=code,
+        error_message=message,
+        finished_at=now,
+        **values,
+    )
+    if not moved:
+        log.warning("lease lost for target %s before recording its verify", c.target_id)

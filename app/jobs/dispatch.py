@@ -10,14 +10,15 @@ from __future__ import annotations
 import logging
 import math
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
 from app.db import transaction, utcnow
 from app.jobs import repository as repo
-from app.jobs.models import Job
+from app.jobs.binding import VERIFY_TIMEOUT
+from app.jobs.models import Job, Target
 from app.jobs.states import TargetState
 from app.runtime import Runtime
 
@@ -29,8 +30,9 @@ LEASE_LOST_CODE = "keybind.WorkerLost"
 
 @dataclass(frozen=True, slots=True)
 class Tick:
-    released: list[list[int]]
+    released: list[list[int]]  # bind batches handed to the broker
     recovered: int
+    verifying: list[list[int]] = field(default_factory=list)  # verify batches
 
 
 def dispatch(rt: Runtime) -> Tick:
@@ -46,17 +48,43 @@ def dispatch(rt: Runtime) -> Tick:
         for job in jobs:
             buckets[(job.provider, job.account)].append(job)
         released: list[list[int]] = []
+        verifying: list[list[int]] = []
         for (provider, account), bucket in buckets.items():
-            rate = rt.rate(provider, account, rt.spec(provider).bind_action)
+            spec = rt.spec(provider)
+            job_ids = [j.id for j in bucket]
+            rate = rt.rate(provider, account, spec.bind_action)
             capacity = math.ceil(rate * rt.settings.dispatch_horizon_s)
-            in_flight = sum(j.n_running for j in bucket)
-            out = repo.dispatched_count(session, [j.id for j in bucket], now)
+            in_flight = repo.bind_in_flight(session, job_ids)
+            out = repo.dispatched_count(session, job_ids, now)
             budget = capacity - in_flight - out
             if budget > 0:
                 released += _share(session, bucket, budget, now, until)
+            if spec.verify_action is not None:
+                # Verify calls have their own limit and carry up to max_batch instances each.
+                v_rate = rt.rate(provider, account, spec.verify_action)
+                v_capacity = math.ceil(v_rate * rt.settings.dispatch_horizon_s) * spec.max_batch
+                v_budget = v_capacity - repo.verify_outstanding(session, job_ids, now)
+                verifying += _verify_batches(session, bucket, v_budget, spec.max_batch, now, until)
     if released:
         rt.enqueue_binds(released)
-    return Tick(released, recovered)
+    if verifying:
+        rt.enqueue_verifies(verifying)
+    return Tick(released, recovered, verifying)
+
+
+def _verify_batches(
+    session: Session, jobs: list[Job], budget: int, max_batch: int, now: datetime, until: datetime
+) -> list[list[int]]:
+    """Due verify-phase targets, one job's per batch, up to `max_batch` per verify call."""
+    batches: list[list[int]] = []
+    for job in jobs:
+        if budget <= 0:
+            break
+        ids = repo.due_verify_ids(session, job.id, now, budget)
+        repo.mark_dispatched(session, ids, until)
+        batches += [ids[i : i + max_batch] for i in range(0, len(ids), max_batch)]
+        budget -= len(ids)
+    return batches
 
 
 def _share(
@@ -84,11 +112,16 @@ def _share(
 
 
 def _recover_expired(rt: Runtime, session: Session, now: datetime) -> int:
-    """Targets whose worker died mid-call go back to waiting; the call may have reached the
-    cloud, so it counts as an attempt, and a target that keeps killing workers ends failed."""
+    """Targets whose worker died mid-call go back to waiting. A bind call may have reached the
+    cloud, so it counts as an attempt, and a target that keeps killing workers ends failed. A
+    verify look changes nothing at the cloud: the target waits for its next look, until the
+    verify budget runs out."""
     deltas = repo.CounterDeltas()
     recovered = 0
     for t in repo.expired_leases(session, now, SWEEP_BATCH):
+        if t.phase == repo.VERIFY:
+            recovered += _recover_verify(rt, session, deltas, t, now)
+            continue
         attempts = t.attempts + 1
         give_up = attempts >= rt.settings.max_attempts
         moved = repo.move_target(
@@ -112,3 +145,38 @@ def _recover_expired(rt: Runtime, session: Session, now: datetime) -> int:
     if recovered:
         log.warning("recovered %d targets whose lease expired", recovered)
     return recovered
+
+
+def _recover_verify(
+    rt: Runtime, session: Session, deltas: repo.CounterDeltas, t: Target, now: datetime
+) -> int:
+    started = t.verify_started_at or now
+    if (now - started).total_seconds() >= rt.settings.verify_budget_s:
+        return int(
+            repo.move_target(
+                session,
+                deltas,
+                target_id=t.id,
+                job_id=t.job_id,
+                src=TargetState.RUNNING,
+                dst=TargetState.FAILED,
+                holder=t.lease_token,
+                lease_until=None,
+                lease_token=None,
+                finished_at=now,
+                error_code=VERIFY_TIMEOUT,
+                error_message="the bind was accepted but the workers verifying it kept stopping",
+            )
+        )
+    return int(
+        repo.update_running(
+            session,
+            target_id=t.id,
+            holder=t.lease_token,
+            in_phase=repo.VERIFY,
+            lease_until=None,
+            lease_token=None,
+            next_attempt_at=now,
+            verify_checks=t.verify_checks + 1,
+        )
+    )

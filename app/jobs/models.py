@@ -24,6 +24,8 @@ from app.db import Base, UTCDateTime
 BigId = BigInteger().with_variant(Integer(), "sqlite")
 
 WAITING_SQL = text("state IN ('pending', 'retrying')")
+# Accepted binds whose outcome is still to be confirmed, and no worker holds.
+VERIFY_DUE_SQL = text("state = 'running' AND phase = 'verify' AND lease_token IS NULL")
 
 
 class Job(Base):
@@ -78,6 +80,14 @@ class Target(Base):
             postgresql_where=text("dispatched_until IS NOT NULL"),
             sqlite_where=text("dispatched_until IS NOT NULL"),
         ),
+        # The dispatcher's verify scan: accepted binds waiting for their next look.
+        Index(
+            "ix_targets_verify_due",
+            "job_id",
+            "next_attempt_at",
+            postgresql_where=VERIFY_DUE_SQL,
+            sqlite_where=VERIFY_DUE_SQL,
+        ),
         # The sweeper's scan: claims whose lease ran out.
         Index(
             "ix_targets_running_lease",
@@ -101,7 +111,16 @@ class Target(Base):
     lease_token: Mapped[str | None] = mapped_column(String(32), nullable=True)
     error_code: Mapped[str | None] = mapped_column(String(128), nullable=True)
     error_message: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The accepted bind call's RequestId (or the failed one's).
     request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # 'bind' until the cloud accepts the bind, then 'verify' (state stays running) until the
+    # verify call confirms the key or gives up.
+    phase: Mapped[str] = mapped_column(String(8), default="bind", server_default="bind")
+    verify_request_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    verify_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    verify_checks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # What a provider noted about the instance, e.g. {"previous_key": "..."} (JD replace).
+    notes: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

@@ -197,6 +197,92 @@ def claimable(session: Session, target_ids: Sequence[int], now: datetime) -> lis
     return list(session.scalars(stmt))
 
 
+@dataclass(frozen=True, slots=True)
+class VerifyClaim:
+    target_id: int
+    job_id: str
+    instance_id: str
+    bind_request_id: str | None
+    verify_started_at: datetime
+    verify_checks: int
+    lease_token: str
+
+
+RUNNING = TargetState.RUNNING.value
+VERIFY = "verify"
+BIND = "bind"
+
+
+def update_running(
+    session: Session, *, target_id: int, holder: str | None, in_phase: str, **values: Any
+) -> bool:
+    """Change a running target that stays running (a phase move, a verify look), only if it is
+    still running in `in_phase` and leased to `holder` (None: not leased at all)."""
+    stmt = update(Target).where(
+        Target.id == target_id, Target.state == RUNNING, Target.phase == in_phase
+    )
+    if holder is None:
+        stmt = stmt.where(Target.lease_token.is_(None))
+    else:
+        stmt = stmt.where(Target.lease_token == holder)
+    return bool(session.execute(stmt.values(**values)).rowcount)  # type: ignore[attr-defined]
+
+
+def claimable_verify(session: Session, target_ids: Sequence[int], now: datetime) -> list[Target]:
+    """Targets among `target_ids` waiting in the verify phase and due, locked."""
+    stmt = (
+        select(Target)
+        .where(
+            Target.id.in_(target_ids),
+            Target.state == RUNNING,
+            Target.phase == VERIFY,
+            Target.lease_token.is_(None),
+            Target.next_attempt_at <= now,
+        )
+        .order_by(Target.id)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(stmt))
+
+
+def bind_in_flight(session: Session, job_ids: Sequence[str]) -> int:
+    """Targets a worker holds for a bind call (verify-phase ones do not use the bind limit)."""
+    stmt = select(func.count()).where(
+        Target.job_id.in_(job_ids), Target.state == RUNNING, Target.phase == BIND
+    )
+    return int(session.scalar(stmt) or 0)
+
+
+def verify_outstanding(session: Session, job_ids: Sequence[str], now: datetime) -> int:
+    """Verify-phase targets held by a worker or out with the broker."""
+    stmt = select(func.count()).where(
+        Target.job_id.in_(job_ids),
+        Target.state == RUNNING,
+        Target.phase == VERIFY,
+        or_(Target.lease_token.is_not(None), Target.dispatched_until > now),
+    )
+    return int(session.scalar(stmt) or 0)
+
+
+def due_verify_ids(session: Session, job_id: str, now: datetime, limit: int) -> list[int]:
+    """Verify-phase targets of one job due for a look and not already out with the broker."""
+    stmt = (
+        select(Target.id)
+        .where(
+            Target.job_id == job_id,
+            Target.state == RUNNING,
+            Target.phase == VERIFY,
+            Target.lease_token.is_(None),
+            Target.next_attempt_at <= now,
+            or_(Target.dispatched_until.is_(None), Target.dispatched_until <= now),
+        )
+        .order_by(Target.next_attempt_at, Target.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+    )
+    return list(session.scalars(stmt))
+
+
 def add_attempt(session: Session, **values: Any) -> None:
     session.execute(insert(Attempt).values(**values))
 

@@ -5,14 +5,21 @@ from __future__ import annotations
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
-from app.jobs.binding import bind_targets
+from app.jobs.binding import bind_targets, verify_targets
 from app.jobs.dispatch import dispatch as run_dispatch
 from app.jobs.service import expire_idempotency_keys
-from app.runtime import BIND_TASK, DISPATCH_TASK, get_runtime, reset_runtime
+from app.runtime import BIND_TASK, DISPATCH_TASK, VERIFY_TASK, get_runtime, reset_runtime
 
 HOUSEKEEPING_TASK = "keybind.housekeeping"
 NOOP_TASK = "keybind.noop"
-__all__ = ["BIND_TASK", "DISPATCH_TASK", "HOUSEKEEPING_TASK", "NOOP_TASK", "register"]
+__all__ = [
+    "BIND_TASK",
+    "DISPATCH_TASK",
+    "HOUSEKEEPING_TASK",
+    "NOOP_TASK",
+    "VERIFY_TASK",
+    "register",
+]
 
 
 def register(app: Celery) -> None:
@@ -20,10 +27,14 @@ def register(app: Celery) -> None:
     def bind(target_ids: list[int]) -> int:
         return bind_targets(get_runtime(), target_ids)
 
+    @app.task(name=VERIFY_TASK, acks_late=True, reject_on_worker_lost=True)
+    def verify(target_ids: list[int]) -> int:
+        return verify_targets(get_runtime(), target_ids)
+
     @app.task(name=DISPATCH_TASK, acks_late=False)
     def dispatch() -> int:
         tick = run_dispatch(get_runtime())
-        return sum(len(b) for b in tick.released)
+        return sum(len(b) for b in tick.released) + sum(len(b) for b in tick.verifying)
 
     @app.task(name=NOOP_TASK, acks_late=True, reject_on_worker_lost=True)
     def noop() -> None:

@@ -82,8 +82,19 @@ def test_a_thousand_instances_bind_through_real_workers(
     assert set(stats["per_instance"]) == set(instance_ids)
     with rt.sessions() as s:
         rows = s.scalar(select(func.count()).select_from(Target).where(Target.job_id == job_id))
-        calls = s.scalar(select(func.count()).select_from(Attempt))
+        calls = s.scalar(
+            select(func.count())
+            .select_from(Attempt)
+            .where(Attempt.action == "AssociateInstancesKeyPairs")
+        )
+        looks = s.scalar(
+            select(func.count()).select_from(Attempt).where(Attempt.action == "DescribeInstances")
+        )
     assert rows == 1000 and calls == stats["accepted"]
+    # Every success was confirmed by a DescribeInstances call, up to 100 instances per call.
+    verify = simulator.stats("DescribeInstances")
+    assert looks is not None and looks >= 1000
+    assert verify["throttled"] == 0 and 10 <= verify["accepted"] < 1000
 
 
 def test_busy_instances_retry_to_success_and_missing_ones_fail_after_one_call(

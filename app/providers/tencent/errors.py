@@ -90,6 +90,12 @@ TABLE: dict[str, tuple[ErrorClass, str]] = {
     "keybind.ConnectionError": (R, "could not reach the endpoint"),
     "keybind.HttpStatus": (R, "a non-200 HTTP status (gateway or server trouble)"),
     "keybind.BadResponse": (R, "an answer that is not the API's JSON"),
+    "keybind.WorkerLost": (R, "the worker calling for the instance stopped (the sweeper retries)"),
+    # keybind's own: the verify phase (DescribeInstances after an accepted bind).
+    "keybind.OperationFailed": (T, "DescribeInstances shows the bind operation FAILED"),
+    "keybind.KeyNotBound": (T, "the operation succeeded but LoginSettings.KeyIds lacks the key"),
+    "keybind.VerifyNotFound": (T, "DescribeInstances no longer finds the instance"),
+    "keybind.VerifyTimeout": (T, "the bind was accepted but not confirmed within the budget"),
 }
 
 
