@@ -121,6 +121,12 @@ class Target(Base):
     verify_checks: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     # What a provider noted about the instance, e.g. {"previous_key": "..."} (JD replace).
     notes: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Coalesced calls: a call that failed for one instance is retried in halves. Targets that
+    # share a bisect_group go out together and with no one else; bisect_calls counts the calls
+    # that included the target but ended in such a split (they say nothing about it, so they
+    # do not count towards giving up).
+    bisect_group: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    bisect_calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
