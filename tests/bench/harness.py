@@ -8,6 +8,7 @@ Figures are printed as `name: key = value` lines and written as JSON under bench
 from __future__ import annotations
 
 import json
+import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -173,7 +174,7 @@ def stack(
             proc = procs.start("api", ["api", "--port", str(port)], env)
             served = Api(f"http://127.0.0.1:{port}", token, proc)
             _wait_http(served.url + "/healthz", proc)
-        _wait_workers(rt, len(layout))
+        _wait_workers(rt, [p for p in procs.procs if p.name == "worker"])
         yield Stack(settings, rt, sim, procs, client, served, layout)
     finally:
         procs.stop_all()
@@ -200,14 +201,21 @@ def _wait_http(url: str, proc: Proc, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not come up within {timeout:.0f} s")
 
 
-def _wait_workers(rt: Runtime, n: int, timeout: float = 60.0) -> None:
-    """Until every worker process answers a ping, so timings do not include start-up."""
+def _wait_workers(rt: Runtime, workers: list[Proc], timeout: float = 60.0) -> None:
+    """Until every worker process answers a ping, so timings do not include start-up. By
+    name: Celery's control channel is shared by every worker on the Redis database."""
+    names = [f"keybind-{w.popen.pid}@{socket.gethostname()}" for w in workers]
     deadline = time.monotonic() + timeout
+    answered: set[str] = set()
     while time.monotonic() < deadline:
-        replies = rt.celery.control.ping(timeout=0.5) or []
-        if len(replies) >= n:
+        for reply in rt.celery.control.ping(destination=names, timeout=0.5) or []:
+            answered.update(reply)
+        if answered >= set(names):
             return
-    raise RuntimeError(f"only {len(replies)} of {n} workers answered within {timeout:.0f} s")
+        for w in workers:
+            if not w.alive():
+                raise RuntimeError(f"worker exited:\n{w.log()[-3000:]}")
+    raise RuntimeError(f"workers {sorted(set(names) - answered)} did not answer in {timeout:.0f} s")
 
 
 def percentile(values: list[float], p: float) -> float:
