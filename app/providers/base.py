@@ -205,6 +205,10 @@ class ProviderSpec:
     classify: Callable[[str], ErrorClass]
     connect: Callable[[Account, Settings], Provider]
     default_account: Callable[[Settings], Account | None]  # from the cloud's own env names
+    # For clouds that answer a multi-instance bind all-or-nothing: True when a call-level
+    # error code can be one instance's fault, so the worker splits the call to find it.
+    # Clouds that answer per instance (JD) never need it.
+    names_an_instance: Callable[[str], bool] = field(default=lambda code: False)
 
     def validate_targets(self, instance_ids: Sequence[str]) -> list[TargetProblem]:
         return [
