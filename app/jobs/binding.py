@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import random
 import secrets
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
 
-from sqlalchemy import func
 from sqlalchemy.orm import Session
 
 from app.db import transaction, utcnow
+from app.jobs import batching
 from app.jobs import repository as repo
 from app.jobs.models import Job, Target
 from app.jobs.retry import decide
@@ -23,6 +27,7 @@ from app.providers.base import (
     InstanceStatus,
     NoSlot,
     Outcome,
+    ProviderSpec,
     VerifyRequest,
 )
 from app.runtime import Runtime
@@ -52,65 +57,61 @@ def bind_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
         # No slot within the bound: hand the targets back untouched rather than hold a
         # worker slot hostage; the dispatcher releases them again.
         outcome = Outcome()
-    verify = provider.spec.verify_action is not None
-    _record(rt, claims, outcome, verify=verify)
+    if _record(rt, claims, outcome, spec=provider.spec):
+        # Halves are due now; the next tick would release them anyway, a kick saves waiting.
+        rt.kick_dispatch()
     return len(outcome.calls)
+
+
+# The facts of a job a worker needs (provider, account, region, keys, policy) never change;
+# keeping them saves a read per turn. Bounded: a long-lived worker sees many jobs.
+_JOBS: dict[str, Job] = {}
+_JOBS_KEPT = 1024
+
+
+def _job(session: Session, job_id: str) -> Job | None:
+    job = _JOBS.get(job_id)
+    if job is None:
+        job = session.get(Job, job_id)
+        if job is not None:
+            if len(_JOBS) >= _JOBS_KEPT:
+                _JOBS.clear()
+            _JOBS[job_id] = job
+    return job
 
 
 def _claim(rt: Runtime, target_ids: Sequence[int]) -> tuple[list[repo.Claim], Job | None]:
     now = utcnow()
-    lease_until = now + timedelta(seconds=rt.settings.lease_s)
-    claims: list[repo.Claim] = []
     deltas = repo.CounterDeltas()
     with transaction(rt.sessions) as session:
-        rows = repo.claimable(session, target_ids, now)
-        job = session.get(Job, rows[0].job_id) if rows else None
-        for t in rows:
-            if job is None or t.job_id != job.id:
-                continue  # a batch is always one job's; anything else waits for its own
-            token = secrets.token_hex(16)
-            prior = TargetState(t.state)
-            moved = repo.move_target(
-                session,
-                deltas,
-                target_id=t.id,
-                job_id=t.job_id,
-                src=prior,
-                dst=TargetState.RUNNING,
-                lease_until=lease_until,
-                lease_token=token,
-                dispatched_until=None,
-                first_attempt_at=func.coalesce(Target.first_attempt_at, now),
-            )
-            if moved:
-                claims.append(
-                    repo.Claim(
-                        target_id=t.id,
-                        job_id=t.job_id,
-                        instance_id=t.instance_id,
-                        prior_state=prior,
-                        attempts=t.attempts,
-                        first_attempt_at=t.first_attempt_at or now,
-                        lease_token=token,
-                    )
-                )
+        claims = repo.claim_targets(
+            session,
+            deltas,
+            target_ids,
+            now=now,
+            lease_until=now + timedelta(seconds=rt.settings.lease_s),
+            token=secrets.token_hex(16),
+        )
+        job = _job(session, claims[0].job_id) if claims else None
         repo.apply_counts(session, deltas, now)
     return claims, job
 
 
 def _release(rt: Runtime, claims: Sequence[repo.Claim]) -> None:
+    """Hand claimed targets back untouched (no call was made for them)."""
     now = utcnow()
     deltas = repo.CounterDeltas()
     with transaction(rt.sessions) as session:
-        for c in claims:
-            repo.move_target(
+        for prior in {c.prior_state for c in claims}:
+            mine = [c for c in claims if c.prior_state == prior]
+            repo.move_targets(
                 session,
                 deltas,
-                target_id=c.target_id,
-                job_id=c.job_id,
+                target_ids=[c.target_id for c in mine],
+                job_id=mine[0].job_id,
                 src=TargetState.RUNNING,
-                dst=c.prior_state,
-                holder=c.lease_token,
+                dst=prior,
+                holder=mine[0].lease_token,
                 lease_until=None,
                 lease_token=None,
                 dispatched_until=None,
@@ -124,103 +125,202 @@ def _attempt_rows(
     claims: Sequence[repo.Claim] | Sequence[repo.VerifyClaim],
     calls: Sequence[CallResult],
 ) -> None:
-    """One attempts row per call per claimed instance it covered."""
+    """One attempts row per call per claimed instance it covered, in one INSERT."""
     by_instance = {c.instance_id: c.target_id for c in claims}
+    rows = []
     for call in calls:
         for iid in call.instance_ids:
             target_id = by_instance.get(iid)
             if target_id is None:
                 continue
             error = call.error_for(iid)
-            repo.add_attempt(
-                session,
-                target_id=target_id,
-                action=call.action,
-                started_at=call.started_at,
-                latency_ms=call.latency_ms,
-                http_status=call.http_status,
-                request_id=call.request_id,
-                error_code=error.code if error else None,
-                error_message=error.message if error else None,
+            rows.append(
+                {
+                    "target_id": target_id,
+                    "action": call.action,
+                    "started_at": call.started_at,
+                    "latency_ms": call.latency_ms,
+                    "http_status": call.http_status,
+                    "request_id": call.request_id,
+                    "error_code": error.code if error else None,
+                    "error_message": error.message if error else None,
+                }
             )
+    repo.add_attempts(session, rows)
 
 
-def _record(rt: Runtime, claims: Sequence[repo.Claim], outcome: Outcome, *, verify: bool) -> None:
+@dataclass
+class _Writes:
+    """The target updates of one turn, gathered per identical change and written as one
+    statement each: a call of 100 that succeeded is one UPDATE, not 100."""
+
+    job_id: str
+    holder: str
+    groups: dict[tuple[Any, ...], tuple[TargetState | None, str, dict[str, Any], list[int]]] = (
+        field(default_factory=dict)
+    )
+
+    def add(
+        self,
+        target_id: int,
+        *,
+        dst: TargetState | None,
+        in_phase: str = repo.BIND,
+        count: tuple[str, ...] = (),
+        **values: Any,
+    ) -> None:
+        """`dst` None: the target stays running (a phase move, a verify look). `count`:
+        columns incremented by one."""
+        frozen = tuple(
+            sorted(
+                (k, json.dumps(v, sort_keys=True) if isinstance(v, dict) else v)
+                for k, v in values.items()
+            )
+        )
+        key = (dst, in_phase, count, frozen)
+        if key not in self.groups:
+            sql_values = dict(values)
+            for column in count:
+                sql_values[column] = getattr(Target, column) + 1
+            self.groups[key] = (dst, in_phase, sql_values, [])
+        self.groups[key][3].append(target_id)
+
+    def flush(self, session: Session, deltas: repo.CounterDeltas) -> None:
+        for dst, in_phase, values, ids in self.groups.values():
+            if dst is None:
+                moved = repo.update_running_many(
+                    session, target_ids=ids, holder=self.holder, in_phase=in_phase, **values
+                )
+            else:
+                moved = repo.move_targets(
+                    session,
+                    deltas,
+                    target_ids=ids,
+                    job_id=self.job_id,
+                    src=TargetState.RUNNING,
+                    dst=dst,
+                    holder=self.holder,
+                    **values,
+                )
+            if moved < len(ids):
+                # Our lease ran out and the sweeper handed them on; the call still happened
+                # and is on record as an attempt.
+                log.warning("lease lost for %d targets before recording", len(ids) - moved)
+        self.groups.clear()
+
+
+def _splitting(
+    claims: Sequence[repo.Claim], outcome: Outcome, spec: ProviderSpec
+) -> dict[str, tuple[str, CallResult, int]]:
+    """Instances whose call failed as a whole for a reason one of them may have caused:
+    instance -> (its half's new bisect group, the call, how many the call carried)."""
+    out: dict[str, tuple[str, CallResult, int]] = {}
+    for call in outcome.calls:
+        if call.error is None:
+            continue
+        covered = set(call.instance_ids)
+        mine = [c for c in claims if c.instance_id in covered]
+        if not batching.splits(call.error.code, len(mine), spec.names_an_instance(call.error.code)):
+            continue
+        for half in batching.halves(mine):
+            group = batching.new_group()
+            for c in half:
+                out[c.instance_id] = (group, call, len(mine))
+    return out
+
+
+def _record(
+    rt: Runtime, claims: Sequence[repo.Claim], outcome: Outcome, *, spec: ProviderSpec
+) -> bool:
+    """Write the turn's results; True when a call was split in halves (now due)."""
     now = utcnow()
+    verify = spec.verify_action is not None
     deltas = repo.CounterDeltas()
+    writes = _Writes(claims[0].job_id, claims[0].lease_token)
     untouched = [c for c in claims if c.instance_id not in outcome.results]
+    splitting = _splitting(claims, outcome, spec)
+    # One draw per turn: instances that failed together retry together, as one call again.
+    jitter = rt.rng.random()
+    for c in claims:
+        result = outcome.results.get(c.instance_id)
+        if result is None:
+            continue
+        if c.instance_id in splitting:
+            group, call, n = splitting[c.instance_id]
+            assert call.error is not None
+            # The call says one of its instances is at fault, not which: this one is
+            # retried at once in its half. The call included it, so it is an attempt; it
+            # says nothing about this instance, so it does not count towards giving up.
+            writes.add(
+                c.target_id,
+                dst=TargetState.RETRYING,
+                count=("attempts", "bisect_calls"),
+                error_code=call.error.code,
+                error_message=(
+                    f"a call with {n} instances failed with {call.error.code}"
+                    f" ({call.error.message}); retrying in halves to find the instance"
+                ),
+                request_id=call.request_id,
+                lease_until=None,
+                lease_token=None,
+                next_attempt_at=now,
+                bisect_group=group,
+            )
+            continue
+        if verify and result.status in (InstanceStatus.ACCEPTED, InstanceStatus.OPERATING):
+            # Accepted is not done: the target stays running, lease given up, and waits
+            # in PostgreSQL (not in a sleeping worker) for its verify look.
+            writes.add(
+                c.target_id,
+                dst=None,
+                count=("attempts",),
+                phase=repo.VERIFY,
+                request_id=result.request_id,
+                error_code=None,
+                error_message=None,
+                lease_until=None,
+                lease_token=None,
+                dispatched_until=None,
+                next_attempt_at=now + timedelta(seconds=rt.settings.verify_delay_s),
+                verify_started_at=now,
+                verify_checks=0,
+                bisect_group=None,
+                **_notes(result.notes),
+            )
+            continue
+        error = None
+        if result.status is InstanceStatus.FAILED:
+            error = result.error or NO_REASON
+        d = decide(
+            error=error,
+            # Calls that only told us "one of these" are not this instance's attempts.
+            attempts=c.attempts + 1 - c.bisect_calls,
+            first_attempt_at=c.first_attempt_at,
+            now=now,
+            policy=rt.retry_policy,
+            rng=random.Random(jitter),
+        )
+        values: dict[str, Any] = {
+            **_notes(result.notes),
+            "error_code": d.error_code,
+            "error_message": d.error_message,
+            "request_id": result.request_id,
+            "lease_until": None,
+            "lease_token": None,
+            "bisect_group": None,
+        }
+        if d.next_attempt_at is not None:
+            values["next_attempt_at"] = d.next_attempt_at
+        if d.state.final:
+            values["finished_at"] = now
+        writes.add(c.target_id, dst=d.state, count=("attempts",), **values)
     with transaction(rt.sessions) as session:
         _attempt_rows(session, claims, outcome.calls)
-        for c in claims:
-            result = outcome.results.get(c.instance_id)
-            if result is None:
-                continue
-            attempts = c.attempts + 1
-            if verify and result.status in (InstanceStatus.ACCEPTED, InstanceStatus.OPERATING):
-                # Accepted is not done: the target stays running, lease given up, and waits
-                # in PostgreSQL (not in a sleeping worker) for its verify look.
-                moved = repo.update_running(
-                    session,
-                    target_id=c.target_id,
-                    holder=c.lease_token,
-                    in_phase=repo.BIND,
-                    phase=repo.VERIFY,
-                    attempts=attempts,
-                    request_id=result.request_id,
-                    error_code=None,
-                    error_message=None,
-                    lease_until=None,
-                    lease_token=None,
-                    dispatched_until=None,
-                    next_attempt_at=now + timedelta(seconds=rt.settings.verify_delay_s),
-                    verify_started_at=now,
-                    verify_checks=0,
-                    **_notes(result.notes),
-                )
-                if not moved:
-                    log.warning("lease lost for target %s before recording", c.target_id)
-                continue
-            error = None
-            if result.status is InstanceStatus.FAILED:
-                error = result.error or NO_REASON
-            d = decide(
-                error=error,
-                attempts=attempts,
-                first_attempt_at=c.first_attempt_at,
-                now=now,
-                policy=rt.retry_policy,
-                rng=rt.rng,
-            )
-            values: dict[str, object] = {
-                **_notes(result.notes),
-                "attempts": attempts,
-                "error_code": d.error_code,
-                "error_message": d.error_message,
-                "request_id": result.request_id,
-                "lease_until": None,
-                "lease_token": None,
-            }
-            if d.next_attempt_at is not None:
-                values["next_attempt_at"] = d.next_attempt_at
-            if d.state.final:
-                values["finished_at"] = now
-            moved = repo.move_target(
-                session,
-                deltas,
-                target_id=c.target_id,
-                job_id=c.job_id,
-                src=TargetState.RUNNING,
-                dst=d.state,
-                holder=c.lease_token,
-                **values,
-            )
-            if not moved:
-                # Our lease ran out and the sweeper handed the target on; the call above
-                # still happened and is on record as an attempt.
-                log.warning("lease lost for target %s before recording", c.target_id)
+        writes.flush(session, deltas)
         repo.apply_counts(session, deltas, now)
     if untouched:
         _release(rt, untouched)
+    return bool(splitting)
 
 
 def _notes(notes: Mapping[str, str]) -> dict[str, object]:
@@ -255,35 +355,29 @@ def _claim_verify(
     rt: Runtime, target_ids: Sequence[int]
 ) -> tuple[list[repo.VerifyClaim], Job | None]:
     now = utcnow()
-    lease_until = now + timedelta(seconds=rt.settings.lease_s)
-    claims: list[repo.VerifyClaim] = []
+    token = secrets.token_hex(16)
     with transaction(rt.sessions) as session:
         rows = repo.claimable_verify(session, target_ids, now)
-        job = session.get(Job, rows[0].job_id) if rows else None
-        for t in rows:
-            if job is None or t.job_id != job.id:
-                continue
-            token = secrets.token_hex(16)
-            if repo.update_running(
-                session,
+        job = _job(session, rows[0].job_id) if rows else None
+        rows = [t for t in rows if job is not None and t.job_id == job.id]
+        repo.lease_verify(
+            session,
+            [t.id for t in rows],
+            token=token,
+            lease_until=now + timedelta(seconds=rt.settings.lease_s),
+        )
+        claims = [
+            repo.VerifyClaim(
                 target_id=t.id,
-                holder=None,
-                in_phase=repo.VERIFY,
-                lease_until=lease_until,
+                job_id=t.job_id,
+                instance_id=t.instance_id,
+                bind_request_id=t.request_id,
+                verify_started_at=t.verify_started_at or now,
+                verify_checks=t.verify_checks,
                 lease_token=token,
-                dispatched_until=None,
-            ):
-                claims.append(
-                    repo.VerifyClaim(
-                        target_id=t.id,
-                        job_id=t.job_id,
-                        instance_id=t.instance_id,
-                        bind_request_id=t.request_id,
-                        verify_started_at=t.verify_started_at or now,
-                        verify_checks=t.verify_checks,
-                        lease_token=token,
-                    )
-                )
+            )
+            for t in rows
+        ]
     return claims, job
 
 
@@ -296,92 +390,77 @@ def _record_verify(rt: Runtime, claims: Sequence[repo.VerifyClaim], outcome: Out
     now = utcnow()
     s = rt.settings
     deltas = repo.CounterDeltas()
-    with transaction(rt.sessions) as session:
-        _attempt_rows(session, claims, outcome.calls)
-        for c in claims:
-            result = outcome.results.get(c.instance_id)
-            if result is None:
-                # Not looked at (no slot): back to waiting for a look, no check counted.
-                repo.update_running(
-                    session,
-                    target_id=c.target_id,
-                    holder=c.lease_token,
-                    in_phase=repo.VERIFY,
-                    lease_until=None,
-                    lease_token=None,
-                    next_attempt_at=now,
-                )
-                continue
-            error = result.error if result.status is InstanceStatus.FAILED else None
-            if result.status is InstanceStatus.FAILED and error is None:
-                error = NO_REASON
-            common: dict[str, object] = {
-                **_notes(result.notes),
-                "verify_request_id": result.request_id,
-                "lease_until": None,
-                "lease_token": None,
-            }
-            if result.status is InstanceStatus.VERIFIED:
-                _finish(session, deltas, c, TargetState.SUCCEEDED, now, None, None, **common)
-                continue
-            if error is not None and not error.error_class.retryable:
-                _finish(
-                    session, deltas, c, TargetState.FAILED, now, error.code, error.message, **common
-                )
-                continue
-            # Still operating, or the look itself failed in a way worth repeating.
-            checks = c.verify_checks + 1
-            if (now - c.verify_started_at).total_seconds() >= s.verify_budget_s:
-                seen = error.message if error else "the operation was still in progress"
-                _finish(
-                    session,
-                    deltas,
-                    c,
-                    TargetState.FAILED,
-                    now,
-                    VERIFY_TIMEOUT,
-                    f"the bind was accepted but not confirmed within {s.verify_budget_s:g} s"
-                    f" ({checks} looks; last: {seen})",
-                    **common,
-                )
-                continue
-            wait = verify_backoff(checks, first_s=s.verify_delay_s, max_s=s.verify_interval_max_s)
-            repo.update_running(
-                session,
-                target_id=c.target_id,
-                holder=c.lease_token,
+    writes = _Writes(claims[0].job_id, claims[0].lease_token)
+    for c in claims:
+        result = outcome.results.get(c.instance_id)
+        if result is None:
+            # Not looked at (no slot): back to waiting for a look, no check counted.
+            writes.add(
+                c.target_id,
+                dst=None,
                 in_phase=repo.VERIFY,
-                verify_checks=checks,
-                next_attempt_at=now + timedelta(seconds=wait),
-                error_code=error.code if error else None,
-                error_message=error.message if error else None,
+                lease_until=None,
+                lease_token=None,
+                next_attempt_at=now,
+            )
+            continue
+        error = result.error if result.status is InstanceStatus.FAILED else None
+        if result.status is InstanceStatus.FAILED and error is None:
+            error = NO_REASON
+        common: dict[str, Any] = {
+            **_notes(result.notes),
+            "verify_request_id": result.request_id,
+            "lease_until": None,
+            "lease_token": None,
+        }
+        if result.status is InstanceStatus.VERIFIED:
+            writes.add(
+                c.target_id,
+                dst=TargetState.SUCCEEDED,
+                error_code=None,
+                error_message=None,
+                finished_at=now,
                 **common,
             )
+            continue
+        if error is not None and not error.error_class.retryable:
+            writes.add(
+                c.target_id,
+                dst=TargetState.FAILED,
+                error_code=error.code,
+                error_message=error.message,
+                finished_at=now,
+                **common,
+            )
+            continue
+        # Still operating, or the look itself failed in a way worth repeating.
+        checks = c.verify_checks + 1
+        if (now - c.verify_started_at).total_seconds() >= s.verify_budget_s:
+            seen = error.message if error else "the operation was still in progress"
+            writes.add(
+                c.target_id,
+                dst=TargetState.FAILED,
+                error_code=VERIFY_TIMEOUT,
+                error_message=(
+                    f"the bind was accepted but not confirmed within {s.verify_budget_s:g} s"
+                    f" ({checks} looks; last: {seen})"
+                ),
+                finished_at=now,
+                **common,
+            )
+            continue
+        wait = verify_backoff(checks, first_s=s.verify_delay_s, max_s=s.verify_interval_max_s)
+        writes.add(
+            c.target_id,
+            dst=None,
+            in_phase=repo.VERIFY,
+            count=("verify_checks",),
+            next_attempt_at=now + timedelta(seconds=wait),
+            error_code=error.code if error else None,
+            error_message=error.message if error else None,
+            **common,
+        )
+    with transaction(rt.sessions) as session:
+        _attempt_rows(session, claims, outcome.calls)
+        writes.flush(session, deltas)
         repo.apply_counts(session, deltas, now)
-
-
-def _finish(
-    session: Session,
-    deltas: repo.CounterDeltas,
-    c: repo.VerifyClaim,
-    dst: TargetState,
-    now: datetime,
-    code: str | None,
-    message: str | None,
-    **values: object,
-) -> None:
-    moved = repo.move_target(
-        session,
-        deltas,
-        target_id=c.target_id,
-        job_id=c.job_id,
-        src=TargetState.RUNNING,
-        dst=dst,
-        holder=c.lease_token,
-        error_code=code,
-        error_message=message,
-        finished_at=now,
-        **values,
-    )
-    if not moved:
-        log.warning("lease lost for target %s before recording its verify", c.target_id)

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session
 
 from app.db import transaction, utcnow
+from app.jobs import batching
 from app.jobs import repository as repo
 from app.jobs.binding import VERIFY_TIMEOUT
 from app.jobs.models import Job, Target
@@ -33,6 +34,7 @@ class Tick:
     released: list[list[int]]  # bind batches handed to the broker
     recovered: int
     verifying: list[list[int]] = field(default_factory=list)  # verify batches
+    front: list[list[int]] = field(default_factory=list)  # bind batches sent ahead of the queue
 
 
 def dispatch(rt: Runtime) -> Tick:
@@ -47,31 +49,34 @@ def dispatch(rt: Runtime) -> Tick:
         buckets: defaultdict[tuple[str, str], list[Job]] = defaultdict(list)
         for job in jobs:
             buckets[(job.provider, job.account)].append(job)
-        released: list[list[int]] = []
+        front: list[list[int]] = []  # calls that go ahead of the queue (see _share)
+        back: list[list[int]] = []
         verifying: list[list[int]] = []
         for (provider, account), bucket in buckets.items():
             spec = rt.spec(provider)
             job_ids = [j.id for j in bucket]
             rate = rt.rate(provider, account, spec.bind_action)
-            # Bind calls carry a job's batch_size instances each (1 for Tencent, more for JD).
-            per_call = max(j.batch_size for j in bucket)
-            capacity = math.ceil(rate * rt.settings.dispatch_horizon_s) * per_call
-            in_flight = repo.bind_in_flight(session, job_ids)
-            out = repo.dispatched_count(session, job_ids, now)
-            budget = capacity - in_flight - out
-            if budget > 0:
-                released += _share(session, bucket, budget, now, until)
+            # Counted in calls: a call carries up to a job's batch_size targets.
+            capacity = math.ceil(rate * rt.settings.dispatch_horizon_s)
+            out = repo.bind_outstanding(session, job_ids, now)
+            calls_out = {j.id: math.ceil(out.get(j.id, 0) / j.batch_size) for j in bucket}
+            ahead, bulk = _share(session, bucket, capacity, calls_out, now, until)
+            front += ahead
+            back += bulk
             if spec.verify_action is not None:
                 # Verify calls have their own limit and carry up to max_batch instances each.
                 v_rate = rt.rate(provider, account, spec.verify_action)
                 v_capacity = math.ceil(v_rate * rt.settings.dispatch_horizon_s) * spec.max_batch
                 v_budget = v_capacity - repo.verify_outstanding(session, job_ids, now)
                 verifying += _verify_batches(session, bucket, v_budget, spec.max_batch, now, until)
-    if released:
-        rt.enqueue_binds(released)
+    if front:
+        rt.enqueue_binds(front, front=True)
+    if back:
+        rt.enqueue_binds(back)
     if verifying:
         rt.enqueue_verifies(verifying)
-    return Tick(released, recovered, verifying)
+    released = front + back
+    return Tick(released, recovered, verifying, front)
 
 
 def _verify_batches(
@@ -90,12 +95,39 @@ def _verify_batches(
 
 
 def _share(
-    session: Session, jobs: list[Job], budget: int, now: datetime, until: datetime
-) -> list[list[int]]:
-    """Round-robin the budget between the account's jobs, so a small urgent job submitted
-    during a huge one gets its share at once instead of queueing behind it."""
-    batches: list[list[int]] = []
-    open_jobs = list(jobs)
+    session: Session,
+    jobs: list[Job],
+    capacity: int,
+    calls_out: dict[str, int],
+    now: datetime,
+    until: datetime,
+) -> tuple[list[list[int]], list[list[int]]]:
+    """Release calls for one account's jobs (highest priority first): (front lane, bulk).
+
+    Each job is owed a fair share of the account's horizon (`capacity` calls). A job below
+    its share is topped up to it even when the others have filled the horizon (they drain
+    within it, and the limiter still holds the rate), and the first call of a job that had
+    nothing out goes to the front of the broker's queue: a small job submitted during a huge
+    one is released at once and called next, instead of waiting behind the huge one's
+    backlog. What is left of the horizon is then shared round-robin between the jobs that
+    have more due."""
+    fair = max(1, capacity // len(jobs))
+    budget = capacity - sum(calls_out.values())
+    front: list[list[int]] = []
+    bulk: list[list[int]] = []
+    open_jobs: list[Job] = []
+    for job in jobs:
+        owed = fair - calls_out[job.id]
+        if owed <= 0:
+            open_jobs.append(job)
+            continue
+        calls = _release(session, job, owed, now, until)
+        budget -= len(calls)
+        if len(calls) >= owed:  # fewer: nothing more due right now
+            open_jobs.append(job)
+        if calls and calls_out[job.id] == 0:
+            front.append(calls.pop(0))
+        bulk += calls
     while budget > 0 and open_jobs:
         share = max(1, budget // len(open_jobs))
         still_open: list[Job] = []
@@ -103,14 +135,22 @@ def _share(
             if budget <= 0:
                 break
             wanted = min(share, budget)
-            ids = repo.due_target_ids(session, job.id, now, wanted)
-            repo.mark_dispatched(session, ids, until)
-            batches += [ids[i : i + job.batch_size] for i in range(0, len(ids), job.batch_size)]
-            budget -= len(ids)
-            if len(ids) == wanted:  # fewer means this job has nothing more due right now
+            calls = _release(session, job, wanted, now, until)
+            bulk += calls
+            budget -= len(calls)
+            if len(calls) >= wanted:
                 still_open.append(job)
         open_jobs = still_open
-    return batches
+    return front, bulk
+
+
+def _release(
+    session: Session, job: Job, calls: int, now: datetime, until: datetime
+) -> list[list[int]]:
+    """Mark up to `calls` calls' worth of the job's due targets as out with the broker and
+    group them into calls (bisection halves each alone, the rest by batch_size)."""
+    due = repo.release_due(session, job.id, now, until, calls * job.batch_size)
+    return batching.plan_calls(due, job.batch_size)
 
 
 def _recover_expired(rt: Runtime, session: Session, now: datetime) -> int:

@@ -125,6 +125,12 @@ class Target(Base):
     notes: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # The key a JD replace detached from the instance before attaching the job's key.
     previous_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # Coalesced calls: a call that failed for one instance is retried in halves. Targets that
+    # share a bisect_group go out together and with no one else; bisect_calls counts the calls
+    # that included the target but ended in such a split (they say nothing about it, so they
+    # do not count towards giving up).
+    bisect_group: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    bisect_calls: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     first_attempt_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

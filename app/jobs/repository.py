@@ -8,11 +8,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
+from app.jobs.batching import Due
 from app.jobs.models import Attempt, IdempotencyKey, Job, Target
 from app.jobs.states import (
     FINAL_JOB_STATES,
@@ -93,9 +94,9 @@ class CounterDeltas:
         default_factory=lambda: defaultdict(Counter)
     )
 
-    def add(self, job_id: str, src: TargetState, dst: TargetState) -> None:
-        self.by_job[job_id][src] -= 1
-        self.by_job[job_id][dst] += 1
+    def add(self, job_id: str, src: TargetState, dst: TargetState, n: int = 1) -> None:
+        self.by_job[job_id][src] -= n
+        self.by_job[job_id][dst] += n
 
 
 def move_target(
@@ -123,8 +124,38 @@ def move_target(
     return moved
 
 
+def move_targets(
+    session: Session,
+    deltas: CounterDeltas,
+    *,
+    target_ids: Sequence[int],
+    job_id: str,
+    src: TargetState,
+    dst: TargetState,
+    holder: str | None = None,
+    **values: Any,
+) -> int:
+    """`move_target` for many targets of one job in one statement (same guard, same values);
+    returns how many moved."""
+    if not can_move(src, dst):
+        raise ValueError(f"target may not move {src} -> {dst}")
+    if not target_ids:
+        return 0
+    stmt = update(Target).where(Target.id.in_(target_ids), Target.state == src.value)
+    if holder is not None:
+        stmt = stmt.where(Target.lease_token == holder)
+    moved = int(session.execute(stmt.values(state=dst.value, **values)).rowcount)  # type: ignore[attr-defined]
+    if moved:
+        deltas.add(job_id, src, dst, moved)
+    return moved
+
+
 def apply_counts(session: Session, deltas: CounterDeltas, now: datetime) -> None:
-    """Apply gathered count changes; a job left with no open target gets its final state."""
+    """Apply gathered count changes; a job left with no open target gets its final state.
+
+    One statement per job (the counters, the queued -> running move and reading back what
+    decides the final state), so the job row's lock is held for as short as possible: every
+    worker's every transaction ends here."""
     for job_id in sorted(deltas.by_job):  # fixed order: two writers cannot deadlock on jobs
         counts = deltas.by_job[job_id]
         values: dict[Any, Any] = {
@@ -134,29 +165,29 @@ def apply_counts(session: Session, deltas: CounterDeltas, now: datetime) -> None
         values[Job.updated_at] = now
         if counts[TargetState.RUNNING] > 0:
             values[Job.started_at] = func.coalesce(Job.started_at, now)
-        session.execute(update(Job).where(Job.id == job_id).values(values))
-        if counts[TargetState.RUNNING] > 0:
-            session.execute(
-                update(Job)
-                .where(Job.id == job_id, Job.state == JobState.QUEUED.value)
-                .values(state=JobState.RUNNING.value)
+            values[Job.state] = case(
+                (Job.state == JobState.QUEUED.value, JobState.RUNNING.value), else_=Job.state
             )
-        _finish_if_done(session, job_id, now)
+        job = session.execute(
+            update(Job)
+            .where(Job.id == job_id)
+            .values(values)
+            .returning(
+                Job.state,
+                Job.n_pending,
+                Job.n_running,
+                Job.n_retrying,
+                Job.n_succeeded,
+                Job.n_failed,
+                Job.n_cancelled,
+            )
+        ).one_or_none()
+        if job is not None:
+            _finish_if_done(session, job_id, job, now)
     deltas.by_job.clear()
 
 
-def _finish_if_done(session: Session, job_id: str, now: datetime) -> None:
-    job = session.execute(
-        select(
-            Job.state,
-            Job.n_pending,
-            Job.n_running,
-            Job.n_retrying,
-            Job.n_succeeded,
-            Job.n_failed,
-            Job.n_cancelled,
-        ).where(Job.id == job_id)
-    ).one()
+def _finish_if_done(session: Session, job_id: str, job: Any, now: datetime) -> None:
     if job.state in {s.value for s in FINAL_JOB_STATES}:
         return
     if job.n_pending + job.n_running + job.n_retrying:
@@ -180,6 +211,71 @@ class Claim:
     attempts: int
     first_attempt_at: datetime
     lease_token: str
+    bisect_calls: int = 0  # calls that included it and ended in a split (see Target)
+
+
+def claim_targets(
+    session: Session,
+    deltas: CounterDeltas,
+    target_ids: Sequence[int],
+    *,
+    now: datetime,
+    lease_until: datetime,
+    token: str,
+) -> list[Claim]:
+    """Lease to `token` the targets among `target_ids` that are waiting and due and belong to
+    the first one's job (a batch is always one job's). Two statements whatever the batch size:
+    lock the rows, then move them all."""
+    rows = session.execute(
+        select(
+            Target.id,
+            Target.job_id,
+            Target.instance_id,
+            Target.state,
+            Target.attempts,
+            Target.first_attempt_at,
+            Target.bisect_calls,
+        )
+        .where(
+            Target.id.in_(target_ids),
+            Target.state.in_(WAITING),
+            Target.next_attempt_at <= now,
+        )
+        .order_by(Target.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    if not rows:
+        return []
+    job_id = rows[0].job_id
+    rows = [r for r in rows if r.job_id == job_id]
+    session.execute(
+        update(Target)
+        .where(Target.id.in_([r.id for r in rows]))
+        .values(
+            state=TargetState.RUNNING.value,
+            lease_until=lease_until,
+            lease_token=token,
+            dispatched_until=None,
+            first_attempt_at=func.coalesce(Target.first_attempt_at, now),
+        )
+    )
+    claims = []
+    for r in rows:
+        prior = TargetState(r.state)
+        deltas.add(job_id, prior, TargetState.RUNNING)
+        claims.append(
+            Claim(
+                target_id=r.id,
+                job_id=job_id,
+                instance_id=r.instance_id,
+                prior_state=prior,
+                attempts=r.attempts,
+                first_attempt_at=r.first_attempt_at or now,
+                lease_token=token,
+                bisect_calls=r.bisect_calls,
+            )
+        )
+    return claims
 
 
 def claimable(session: Session, target_ids: Sequence[int], now: datetime) -> list[Target]:
@@ -226,6 +322,38 @@ def update_running(
     else:
         stmt = stmt.where(Target.lease_token == holder)
     return bool(session.execute(stmt.values(**values)).rowcount)  # type: ignore[attr-defined]
+
+
+def update_running_many(
+    session: Session, *, target_ids: Sequence[int], holder: str, in_phase: str, **values: Any
+) -> int:
+    """`update_running` for many targets leased to `holder`, in one statement."""
+    if not target_ids:
+        return 0
+    stmt = update(Target).where(
+        Target.id.in_(target_ids),
+        Target.state == RUNNING,
+        Target.phase == in_phase,
+        Target.lease_token == holder,
+    )
+    return int(session.execute(stmt.values(**values)).rowcount)  # type: ignore[attr-defined]
+
+
+def lease_verify(
+    session: Session, target_ids: Sequence[int], *, token: str, lease_until: datetime
+) -> None:
+    """Lease verify-phase targets (locked by `claimable_verify`) to `token`, in one statement."""
+    if target_ids:
+        session.execute(
+            update(Target)
+            .where(
+                Target.id.in_(target_ids),
+                Target.state == RUNNING,
+                Target.phase == VERIFY,
+                Target.lease_token.is_(None),
+            )
+            .values(lease_until=lease_until, lease_token=token, dispatched_until=None)
+        )
 
 
 def claimable_verify(session: Session, target_ids: Sequence[int], now: datetime) -> list[Target]:
@@ -287,6 +415,12 @@ def add_attempt(session: Session, **values: Any) -> None:
     session.execute(insert(Attempt).values(**values))
 
 
+def add_attempts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Many attempt rows in one multi-row INSERT."""
+    if rows:
+        session.execute(insert(Attempt), list(rows))
+
+
 def expired_leases(session: Session, now: datetime, limit: int) -> list[Target]:
     stmt = (
         select(Target)
@@ -333,6 +467,47 @@ def due_target_ids(session: Session, job_id: str, now: datetime, limit: int) -> 
         .with_for_update(skip_locked=True)
     )
     return list(session.scalars(stmt))
+
+
+def bind_outstanding(session: Session, job_ids: Sequence[str], now: datetime) -> dict[str, int]:
+    """Per job: targets a worker holds for a bind call, plus those out with the broker and not
+    yet claimed; what the dispatcher must count against the horizon. One query."""
+    held = and_(Target.state == RUNNING, Target.phase == BIND)
+    out = and_(Target.state.in_(WAITING), Target.dispatched_until > now)
+    stmt = (
+        select(Target.job_id, func.count())
+        .where(Target.job_id.in_(job_ids), or_(held, out))
+        .group_by(Target.job_id)
+    )
+    return {job_id: int(n) for job_id, n in session.execute(stmt).all()}
+
+
+def release_due(
+    session: Session, job_id: str, now: datetime, until: datetime, limit: int
+) -> list[Due]:
+    """Hand up to `limit` of the job's due targets (waiting, due, not already out with the
+    broker), oldest due first, to the broker until `until`: select and mark in one statement."""
+    due = (
+        select(Target.id)
+        .where(
+            Target.job_id == job_id,
+            Target.state.in_(WAITING),
+            Target.next_attempt_at <= now,
+            or_(Target.dispatched_until.is_(None), Target.dispatched_until <= now),
+        )
+        .order_by(Target.next_attempt_at, Target.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    rows = session.execute(
+        update(Target)
+        .where(Target.id.in_(due))
+        .values(dispatched_until=until)
+        .returning(Target.id, Target.bisect_group, Target.next_attempt_at)
+    ).all()
+    rows.sort(key=lambda r: (r.next_attempt_at, r.id))
+    return [Due(r.id, r.bisect_group) for r in rows]
 
 
 def mark_dispatched(session: Session, target_ids: Sequence[int], until: datetime) -> None:

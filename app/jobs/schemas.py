@@ -49,6 +49,16 @@ class JobCreate(BaseModel):
         default="default",
         description="The named account (credential profile) to call the cloud with.",
     )
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description=(
+            "Instances per cloud call (1-100; default: the provider's, 1 for Tencent). Above 1,"
+            " instances go out together and a call that fails for one instance is split in"
+            " halves until that instance stands alone."
+        ),
+    )
 
 
 class JDCloudJobCreate(BaseModel):
@@ -74,6 +84,16 @@ class JDCloudJobCreate(BaseModel):
     account: AccountName = Field(
         default="default",
         description="The named account (credential profile) to call the cloud with.",
+    )
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description=(
+            "Instances per cloud call (1-100; default: the provider's, 1 for Tencent). Above 1,"
+            " instances go out together and a call that fails for one instance is split in"
+            " halves until that instance stands alone."
+        ),
     )
 
     @property
@@ -130,6 +150,7 @@ class JobView(BaseModel):
     region: str
     key_ids: list[str]
     power_policy: Literal["refuse", "force_stop"]
+    batch_size: int
     total: int
     counts: Counts
     submitted_by: str

@@ -116,7 +116,7 @@ def submit_job(
         key_ids=list(request.key_ids),
         options=_options(request),
         power_policy="force_stop" if request.force_stop else "refuse",
-        batch_size=spec(request.provider).bind_batch,
+        batch_size=request.batch_size or spec(request.provider).bind_batch,
         priority=0,
         state=JobState.QUEUED.value,
         total=len(request.instance_ids),

@@ -208,6 +208,10 @@ class ProviderSpec:
     # Instances per bind task. 1 where one bad instance fails the whole call (Tencent); more
     # where the cloud answers per instance (JD).
     bind_batch: int = 1
+    # For clouds that answer a multi-instance bind all-or-nothing: True when a call-level
+    # error code can be one instance's fault, so the worker splits the call to find it.
+    # Clouds that answer per instance (JD) never need it.
+    names_an_instance: Callable[[str], bool] = field(default=lambda code: False)
 
     def validate_targets(self, instance_ids: Sequence[str]) -> list[TargetProblem]:
         return [

@@ -11,7 +11,15 @@ from app.jobs.service import expire_idempotency_keys
 from app.runtime import BIND_TASK, DISPATCH_TASK, VERIFY_TASK, get_runtime, reset_runtime
 
 HOUSEKEEPING_TASK = "keybind.housekeeping"
-__all__ = ["BIND_TASK", "DISPATCH_TASK", "HOUSEKEEPING_TASK", "VERIFY_TASK", "register"]
+NOOP_TASK = "keybind.noop"
+__all__ = [
+    "BIND_TASK",
+    "DISPATCH_TASK",
+    "HOUSEKEEPING_TASK",
+    "NOOP_TASK",
+    "VERIFY_TASK",
+    "register",
+]
 
 
 def register(app: Celery) -> None:
@@ -27,6 +35,10 @@ def register(app: Celery) -> None:
     def dispatch() -> int:
         tick = run_dispatch(get_runtime())
         return sum(len(b) for b in tick.released) + sum(len(b) for b in tick.verifying)
+
+    @app.task(name=NOOP_TASK, acks_late=True, reject_on_worker_lost=True)
+    def noop() -> None:
+        """Does nothing: the yardstick for what one task costs Celery itself (benchmarks)."""
 
     @app.task(name=HOUSEKEEPING_TASK, acks_late=False)
     def housekeeping() -> int:

@@ -1,46 +1,45 @@
-"""Limiter utilisation end to end: N worker processes against the simulator's strict 10/s.
+"""Limiter utilisation: worker processes against the simulator's strict 10 calls/s.
 
-Figures: calls/s sustained at the simulator, the most calls it saw in any 1-s window, and
-how many it refused with RequestLimitExceeded. Targets: >= 9.5/s (0.95), never over 10, 0 refused.
+Measured at the simulator, which records every call's arrival: the sustained rate of
+accepted calls (first to last), divided by the limit, and the most calls in any 1-s window.
+Targets: utilisation >= 0.98, never more than 10 in a window, none refused.
 """
 
 from __future__ import annotations
 
-import argparse
+from typing import Any
 
-from tests.bench.harness import report, stack
+from tests.bench.harness import BIND, instance_ids, report, stack
+
+LIMIT = 10.0
+# 1, 4 and 16 pool processes, as (processes per `keybind worker`) x workers: several worker
+# processes each with a pool, as in production, so the limiter is shared across hosts' worth
+# of processes and not only within one pool.
+LAYOUTS = {1: [1], 4: [2, 2], 16: [4, 4, 4, 4]}
 
 
-def run(processes: int, instances: int, limit: float = 10.0) -> dict[str, object]:
-    with stack(workers=processes, concurrency=1, sim_limit=limit, rate_limit=limit) as s:
-        ids = [f"ins-r{i:07d}" for i in range(instances)]
-        job_id = s.submit(ids)
-        job = s.wait(job_id, timeout=instances / limit * 3 + 60)
-        stats = s.sim.stats("AssociateInstancesKeyPairs", detail=False)
+def run(processes: int, instances: int) -> dict[str, Any]:
+    layout = LAYOUTS.get(processes, [processes])
+    with stack(layout=layout, sim_limit=LIMIT, rate_limit=LIMIT) as s:
+        job_id = s.submit(instance_ids(instances))
+        job = s.wait(job_id, timeout=instances / LIMIT * 3 + 60)
+        stats = s.sim.stats(BIND, detail=False)
         wall = (job.finished_at - job.created_at).total_seconds()
         return {
             "worker_processes": processes,
+            "worker_layout": "+".join(str(n) for n in layout),
+            "limit_per_s": LIMIT,
             "instances": instances,
             "job_state": job.state,
             "calls_accepted": stats["accepted"],
             "calls_throttled": stats["throttled"],
-            "max_calls_in_any_1s_window": stats["max_in_any_second"],
+            "max_calls_in_any_1s_window": stats["max_in_any_second_all"],
             "sustained_calls_per_s": stats["sustained_rate"],
-            "utilisation": stats["sustained_rate"] / limit,
+            "utilisation": stats["sustained_rate"] / LIMIT,
             "job_wall_s": wall,
-            # Conservative: includes the start-up and the last call's round trip.
-            "calls_per_s_over_whole_job": stats["accepted"] / wall,
         }
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--processes", type=int, nargs="+", default=[4])
-    parser.add_argument("--instances", type=int, default=300)
-    args = parser.parse_args()
-    for n in args.processes:
-        report(f"rate_{n}proc", run(n, args.instances))
-
-
-if __name__ == "__main__":
-    main()
+def main(quick: bool = False) -> list[dict[str, Any]]:
+    instances = 100 if quick else 200
+    return [report(f"rate_{n}proc", run(n, instances)) for n in (1, 4, 16)]

@@ -21,7 +21,7 @@ from app.runtime import Runtime
 from tests.support.processes import Processes, wait_for
 from tests.support.simulator import SECRET_ID, SECRET_KEY, Simulator, start_simulator
 
-FIGURES = Path(__file__).resolve().parents[1] / "bench" / "results" / "faults.jsonl"
+FIGURES = Path(__file__).resolve().parents[2] / "bench" / "results" / "faults.jsonl"
 RATE = 50.0
 
 

@@ -1,6 +1,6 @@
 """Faults mid-job: each ends with every target final, none lost, counters equal to the rows.
 
-Each test prints (and appends to tests/bench/results/faults.jsonl) the targets lost, the time
+Each test prints (and appends to bench/results/faults.jsonl, gitignored) the targets lost, the time
 from the fault until the job made progress again, and the instances bound more than once.
 """
 

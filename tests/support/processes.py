@@ -34,6 +34,9 @@ def settings_env(settings: Settings, **extra: str) -> dict[str, str]:
             "KEYBIND_LEASE_S": str(settings.lease_s),
             "KEYBIND_DISPATCH_LEASE_S": str(settings.dispatch_lease_s),
             "KEYBIND_MAX_ATTEMPTS": str(settings.max_attempts),
+            "KEYBIND_DISPATCH_HORIZON_S": str(settings.dispatch_horizon_s),
+            "KEYBIND_RATE_LIMIT_MAX_WAIT_S": str(settings.rate_limit_max_wait_s),
+            "KEYBIND_HTTP_TIMEOUT_S": str(settings.http_timeout_s),
             "NO_PROXY": "127.0.0.1,localhost",
             "PYTHONUNBUFFERED": "1",
         }

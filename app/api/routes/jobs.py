@@ -40,6 +40,7 @@ def _view(job: Job) -> JobView:
         region=job.region,
         key_ids=job.key_ids,
         power_policy="force_stop" if job.power_policy == "force_stop" else "refuse",
+        batch_size=job.batch_size,
         total=job.total,
         counts=Counts(
             pending=job.n_pending,

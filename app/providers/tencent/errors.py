@@ -109,6 +109,29 @@ def classify(code: str) -> ErrorClass:
     return ErrorClass.TERMINAL
 
 
+# Codes that one instance of a multi-instance AssociateInstancesKeyPairs call can cause for the
+# whole call (Tencent answers all-or-nothing): keybind splits such a call in halves until the
+# instance stands alone. Throttling, auth, key pair and server errors concern the whole call.
+INSTANCE_CODES = frozenset(
+    {
+        "MutexOperation.TaskRunning",
+        "OperationDenied.InstanceOperationInProgress",
+        "InvalidInstance.NotSupported",
+        "InvalidInstanceId.Malformed",
+        "InvalidInstanceId.NotFound",
+        "InvalidParameterValue.InstanceIdMalformed",
+    }
+)
+
+
+def names_an_instance(code: str) -> bool:
+    """True when `code` can be one instance's fault in a call naming many (see INSTANCE_CODES);
+    every UnsupportedOperation.Instance* state or OS refusal is one."""
+    return code in INSTANCE_CODES or code.startswith(
+        ("UnsupportedOperation.Instance", "UnsupportedOperation.StoppedMode")
+    )
+
+
 def markdown_table() -> str:
     rows = ["| code | class | meaning |", "|---|---|---|"]
     rows += [f"| `{code}` | {cls.value} | {why} |" for code, (cls, why) in TABLE.items()]

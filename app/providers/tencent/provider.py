@@ -28,7 +28,7 @@ from app.providers.tencent.client import (
     InstanceView,
     TencentClient,
 )
-from app.providers.tencent.errors import classify
+from app.providers.tencent.errors import classify, names_an_instance
 from app.providers.tencent.regions import REGIONS
 
 if TYPE_CHECKING:
@@ -180,4 +180,5 @@ SPEC = ProviderSpec(
     classify=classify,
     connect=connect,
     default_account=default_account,
+    names_an_instance=names_an_instance,
 )

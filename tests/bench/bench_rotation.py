@@ -1,0 +1,49 @@
+"""Rotation wall time divided by the physical floor (calls needed / calls allowed per second).
+
+- one per call: the simulator's and keybind's limit raised to 200/s (so 10,000 instances
+  take a minute, not 1,000 s); floor = instances / 200. Target <= 1.05.
+- coalesced: batch_size 100 at the real 10/s; floor = ceil(instances / 100) / 10. Target <= 1.2.
+
+Wall time is the job's own: from its row's created_at (submission) to finished_at.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from tests.bench.harness import BIND, instance_ids, report, stack
+
+LAYOUT = [4, 4]
+
+
+def run(*, instances: int, limit: float, batch_size: int) -> dict[str, Any]:
+    calls_needed = math.ceil(instances / batch_size)
+    floor_s = calls_needed / limit
+    with stack(layout=LAYOUT, sim_limit=limit, rate_limit=limit) as s:
+        job_id = s.submit(instance_ids(instances), batch_size=batch_size)
+        job = s.wait(job_id, timeout=floor_s * 4 + 120)
+        stats = s.sim.stats(BIND, detail=False)
+        wall = (job.finished_at - job.created_at).total_seconds()
+        return {
+            "instances": instances,
+            "batch_size": batch_size,
+            "limit_per_s": limit,
+            "worker_layout": "+".join(str(n) for n in LAYOUT),
+            "job_state": job.state,
+            "succeeded": job.n_succeeded,
+            "calls_accepted": stats["accepted"],
+            "calls_throttled": stats["throttled"],
+            "max_calls_in_any_1s_window": stats["max_in_any_second_all"],
+            "floor_s": floor_s,
+            "wall_s": wall,
+            "wall_over_floor": wall / floor_s,
+        }
+
+
+def main(quick: bool = False) -> list[dict[str, Any]]:
+    n = 2_000 if quick else 10_000
+    return [
+        report("rotation_one_per_call", run(instances=n, limit=200.0, batch_size=1)),
+        report("rotation_coalesced", run(instances=n, limit=10.0, batch_size=100)),
+    ]
