@@ -55,6 +55,20 @@ class Settings(BaseSettings):
     # 100,000 instance IDs are about 1.7 MB of JSON; the limit leaves room without inviting abuse.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
 
+    # Inbound webhooks (`POST /v1/hooks/rotate`): one or more `whsec_<base64>` secrets, comma
+    # separated so a sender can move to a new secret while the old one still verifies.
+    webhook_secret: SecretStr | None = None
+    webhook_tolerance_s: int = Field(default=300, ge=1)
+    # Webhook jobs jump ahead of bulk API jobs on the same account (the dispatcher serves
+    # higher priorities first).
+    webhook_priority: int = 10
+    # Outbound callbacks: signed with this `whsec_<base64>` secret, retried with backoff.
+    callback_secret: SecretStr | None = None
+    callback_timeout_s: float = Field(default=10.0, gt=0)
+    callback_max_attempts: int = Field(default=8, ge=1)
+    callback_backoff_base_s: float = Field(default=2.0, gt=0)
+    callback_backoff_max_s: float = Field(default=600.0, gt=0)
+
     @property
     def effective_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.home / 'keybind.sqlite3').resolve()}"

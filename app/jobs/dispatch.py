@@ -41,6 +41,7 @@ def dispatch(rt: Runtime) -> Tick:
         if not repo.try_dispatch_lock(session):
             return Tick([], 0)
         recovered = _recover_expired(rt, session, now)
+        _cancel_stragglers(session, now)
         jobs = repo.active_jobs(session)
         buckets: defaultdict[tuple[str, str], list[Job]] = defaultdict(list)
         for job in jobs:
@@ -61,8 +62,23 @@ def dispatch(rt: Runtime) -> Tick:
 def _share(
     session: Session, jobs: list[Job], budget: int, now: datetime, until: datetime
 ) -> list[list[int]]:
-    """Round-robin the budget between the account's jobs, so a small urgent job submitted
-    during a huge one gets its share at once instead of queueing behind it."""
+    """Serve higher priorities first (a webhook's job before a bulk API job), and within one
+    priority round-robin the budget, so a small job submitted during a huge one of the same
+    priority still gets its share at once instead of queueing behind it."""
+    batches: list[list[int]] = []
+    for priority in sorted({j.priority for j in jobs}, reverse=True):
+        if budget <= 0:
+            break
+        level = [j for j in jobs if j.priority == priority]
+        released = _round_robin(session, level, budget, now, until)
+        budget -= sum(len(b) for b in released)
+        batches += released
+    return batches
+
+
+def _round_robin(
+    session: Session, jobs: list[Job], budget: int, now: datetime, until: datetime
+) -> list[list[int]]:
     batches: list[list[int]] = []
     open_jobs = list(jobs)
     while budget > 0 and open_jobs:
@@ -80,6 +96,15 @@ def _share(
                 still_open.append(job)
         open_jobs = still_open
     return batches
+
+
+def _cancel_stragglers(session: Session, now: datetime) -> None:
+    """A cancelled job's target whose in-flight call ended in a retryable error is back to
+    waiting; cancel it here rather than call it again."""
+    deltas = repo.CounterDeltas()
+    for job_id in repo.cancelling_jobs(session):
+        repo.cancel_waiting(session, deltas, job_id, now)
+    repo.apply_counts(session, deltas, now)
 
 
 def _recover_expired(rt: Runtime, session: Session, now: datetime) -> int:

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    UrlConstraints,
+)
 
 from app.jobs.states import JobState, TargetState
 from app.providers.tencent.regions import REGIONS
@@ -14,6 +22,24 @@ from app.providers.tencent.regions import REGIONS
 TencentInstanceId = Annotated[str, StringConstraints(pattern=r"^ins-[0-9a-z]{8}$")]
 TencentKeyId = Annotated[str, StringConstraints(pattern=r"^skey-[0-9a-z]{8}$")]
 TencentRegion = Literal[tuple(sorted(REGIONS))]  # type: ignore[valid-type]
+
+
+def _no_credentials(url: AnyHttpUrl) -> AnyHttpUrl:
+    # The URL is shown on the job; a password in it would be a secret in a response.
+    if url.username or url.password:
+        raise ValueError("credentials in the URL are not accepted; verify our signature instead")
+    return url
+
+
+CALLBACK_URL_PATTERN = (
+    r"^https?://[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?)*"
+    r"(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/?=&-]*)?$"
+)
+CallbackUrl = Annotated[
+    AnyHttpUrl,
+    UrlConstraints(max_length=2048, allowed_schemes=["http", "https"]),
+    AfterValidator(_no_credentials),
+]
 
 
 class JobCreate(BaseModel):
@@ -34,6 +60,13 @@ class JobCreate(BaseModel):
         min_length=1, max_length=100, json_schema_extra={"uniqueItems": True}
     )
     force_stop: bool = False
+    callback_url: CallbackUrl | None = Field(
+        default=None,
+        description="http(s) URL that gets the job summary, signed (Standard Webhooks), "
+        "once the job is final. No user:password@ in it.",
+        # In the schema too, so clients (and schemathesis) know only http(s) hosts pass.
+        json_schema_extra={"pattern": CALLBACK_URL_PATTERN},
+    )
 
 
 class FieldProblem(BaseModel):
@@ -67,6 +100,14 @@ class Counts(BaseModel):
     cancelled: int
 
 
+class CallbackAttemptView(BaseModel):
+    attempt: int
+    at: datetime
+    http_status: int | None
+    error: str | None
+    latency_ms: float
+
+
 class JobView(BaseModel):
     id: str
     state: JobState
@@ -81,6 +122,19 @@ class JobView(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    progress: float = Field(description="Final instances / total, 0.0 to 1.0.")
+    eta_seconds: float | None = Field(
+        description="Instances left / the account's configured rate; null once final."
+    )
+    cancel_requested_at: datetime | None = None
+    callback_url: str | None = None
+    callback_state: Literal["pending", "delivered", "failed"] | None = None
+    callbacks: list[CallbackAttemptView] = []
+
+
+class JobPage(BaseModel):
+    items: list[JobView]
+    next_cursor: str | None
 
 
 class TargetView(BaseModel):

@@ -6,12 +6,14 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from app.jobs.binding import bind_targets
+from app.jobs.callbacks import deliver_due
 from app.jobs.dispatch import dispatch as run_dispatch
 from app.jobs.service import expire_idempotency_keys
 from app.runtime import BIND_TASK, DISPATCH_TASK, get_runtime, reset_runtime
 
 HOUSEKEEPING_TASK = "keybind.housekeeping"
-__all__ = ["BIND_TASK", "DISPATCH_TASK", "HOUSEKEEPING_TASK", "register"]
+CALLBACKS_TASK = "keybind.callbacks"
+__all__ = ["BIND_TASK", "CALLBACKS_TASK", "DISPATCH_TASK", "HOUSEKEEPING_TASK", "register"]
 
 
 def register(app: Celery) -> None:
@@ -23,6 +25,11 @@ def register(app: Celery) -> None:
     def dispatch() -> int:
         tick = run_dispatch(get_runtime())
         return sum(len(b) for b in tick.released)
+
+    @app.task(name=CALLBACKS_TASK, acks_late=False)
+    def callbacks() -> int:
+        # Schedule and history live in PostgreSQL; a lost tick only delays the next send.
+        return deliver_due(get_runtime())
 
     @app.task(name=HOUSEKEEPING_TASK, acks_late=False)
     def housekeeping() -> int:
