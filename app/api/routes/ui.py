@@ -44,7 +44,8 @@ th{background:#f4f6f8}code{font-size:.85rem}
 .cx{background:#9aa3ad}.state{font-weight:600;padding:.1rem .45rem;border-radius:4px}
 .s-succeeded{background:#dff3e6}.s-failed{background:#fbe0e0}.s-partial{background:#fdf0d5}
 .s-running{background:#dde9fb}.s-queued{background:#eceff3}.s-cancelled{background:#eceff3}
-.counts td{font-variant-numeric:tabular-nums}.muted{color:#6b7380;font-size:.85rem}
+.counts{width:auto;min-width:16rem}.counts td{font-variant-numeric:tabular-nums}
+.muted{color:#6b7380;font-size:.85rem}
 """
 
 
@@ -228,7 +229,8 @@ def job_page(job_id: str, request: Request, rt: RuntimeDep) -> Response:
         f" · submitted by {html.escape(job.submitted_by)} via {html.escape(job.source)}</p>"
         f"{_bar(job)}<p><b id=progress>{progress(job) * 100:.1f}%</b> "
         f"({job.n_succeeded + job.n_failed + job.n_cancelled} of {job.total} done)"
-        + (f" · about {eta:.0f} s left" if eta is not None else "")
+        + (f" · about {eta:.0f} s left" if eta is not None and eta >= 10 else "")
+        + (f" · about {eta:.1f} s left" if eta is not None and eta < 10 else "")
         + f"</p><p class=muted>created {_when(job.created_at)} · started "
         f"{_when(job.started_at)} · finished {_when(job.finished_at)}"
         + ("" if final else f" · refreshes every {REFRESH_RUNNING_S} s")
