@@ -9,7 +9,7 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from fastapi.testclient import TestClient
@@ -18,7 +18,10 @@ from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
 from app.api.main import create_app
-from app.jobs.models import Job, Target
+from app.db import transaction, utcnow
+from app.jobs import repository as repo
+from app.jobs.models import IdempotencyKey, Job, Target
+from app.jobs.service import expire_idempotency_keys
 from app.runtime import Runtime
 
 OLD = "whsec_" + base64.b64encode(b"old-secret-for-keybind-tests!!").decode()
@@ -168,3 +171,19 @@ def test_without_a_configured_secret_every_delivery_is_refused(
     r = client.post(URL, content=raw, headers=signed(raw))
     assert r.status_code == 401 and "KEYBIND_WEBHOOK_SECRET" in r.json()["error"]["message"]
     assert jobs(rt) == 0
+
+
+def test_delivery_ids_outlive_api_idempotency_keys(rt: Runtime) -> None:
+    now = utcnow()
+    with transaction(rt.sessions) as s:
+        for owner, key, age in [
+            ("ops", "api-2d", 2),
+            ("webhook", "std:2d", 2),
+            ("webhook", "std:8d", 8),
+        ]:
+            repo.claim_idempotency_key(
+                s, owner=owner, key=key, fingerprint="f", now=now - timedelta(days=age)
+            )
+    assert expire_idempotency_keys(sessions=rt.sessions) == 2
+    with rt.sessions() as s:
+        assert list(s.scalars(select(IdempotencyKey.key))) == ["std:2d"]
