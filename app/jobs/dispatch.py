@@ -40,8 +40,10 @@ def dispatch(rt: Runtime) -> Tick:
     with transaction(rt.sessions) as session:
         if not repo.try_dispatch_lock(session):
             return Tick([], 0)
-        recovered = _recover_expired(rt, session, now)
+        # Stragglers first: their UPDATE may wait for a worker's row locks, so it runs
+        # before this transaction holds any job row a worker may need.
         _cancel_stragglers(session, now)
+        recovered = _recover_expired(rt, session, now)
         jobs = repo.active_jobs(session)
         buckets: defaultdict[tuple[str, str], list[Job]] = defaultdict(list)
         for job in jobs:

@@ -212,10 +212,11 @@ def cancel_job(*, sessions: sessionmaker[Session], job_id: str) -> Job | None:
         job = repo.get_job(session, job_id)
         if job is None:
             return None
-        if not repo.request_cancel(session, job_id, now) and job.cancel_requested_at is None:
-            raise JobFinal(job_id)
+        # Targets first, the job row last: the order workers lock in, so no deadlock.
         deltas = repo.CounterDeltas()
         repo.cancel_waiting(session, deltas, job_id, now)
+        if not repo.request_cancel(session, job_id, now) and job.cancel_requested_at is None:
+            raise JobFinal(job_id)  # rolls back: a final job has nothing waiting anyway
         # Always bump the version (and finish the job if nothing is in flight).
         deltas.by_job.setdefault(job_id, Counter())
         repo.apply_counts(session, deltas, now)

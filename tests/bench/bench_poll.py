@@ -1,9 +1,11 @@
 """Polling cost: p50/p99 of `GET /v1/jobs/{id}` on a 100,000-instance job while it runs,
 with 100 concurrent pollers each polling once a second with If-None-Match, like dashboards.
 
-The job is really running (one worker at Tencent's 10 calls/s against the simulator), so its
-version changes about 20 times a second and some polls get a fresh 200 while most get 304.
-The API runs as `keybind api --workers 2` in its own processes.
+Two phases of `--seconds` each: while the job really runs (one worker at Tencent's 10 calls/s
+against the simulator, so its version changes about 20 times a second and a poller a second
+apart nearly always sees a new version: 200), then after cancelling it (the ~100k waiting
+targets in one request, timed), when every poll with the ETag is a 304. The API runs as
+`keybind api --workers 2` in its own processes.
 """
 
 from __future__ import annotations
@@ -71,27 +73,49 @@ def run(instances: int, pollers: int, seconds: float, interval: float) -> dict[s
         job_id = s.submit([f"ins-{i:08x}" for i in range(instances)])
         submit_s = time.monotonic() - t0
         time.sleep(3)  # running
-        results = asyncio.run(poll(f"{base}/v1/jobs/{job_id}", token, pollers, seconds, interval))
-        lat = [ms for _, ms in results]
-        n304 = sum(1 for code, _ in results if code == 304)
-        n200 = sum(1 for code, _ in results if code == 200)
-        return {
+        url = f"{base}/v1/jobs/{job_id}"
+        figures: dict[str, object] = {
             "instances": instances,
             "pollers": pollers,
             "poll_interval_s": interval,
             "duration_s": seconds,
-            "requests": len(results),
-            "requests_per_s": len(results) / seconds,
-            "status_200": n200,
-            "status_304": n304,
-            "other_status": len(results) - n200 - n304,
-            "share_304": n304 / len(results),
-            "p50_ms": statistics.median(lat),
-            "p90_ms": pct(lat, 0.90),
-            "p99_ms": pct(lat, 0.99),
-            "max_ms": max(lat),
-            "submit_100k_s": submit_s,
+            "submit_s": submit_s,
         }
+        figures.update(
+            summarise("running", asyncio.run(poll(url, token, pollers, seconds, interval)), seconds)
+        )
+        # Cancel it: ~100k waiting targets in one request, then poll the final job.
+        t0 = time.monotonic()
+        r = httpx.post(
+            f"{url}/cancel",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=120,
+            trust_env=False,
+        )
+        figures["cancel_s"] = time.monotonic() - t0
+        figures["cancelled_targets"] = r.json()["counts"]["cancelled"]
+        time.sleep(2)
+        figures.update(
+            summarise("final", asyncio.run(poll(url, token, pollers, seconds, interval)), seconds)
+        )
+        return figures
+
+
+def summarise(phase: str, results: list[tuple[int, float]], seconds: float) -> dict[str, object]:
+    lat = [ms for _, ms in results]
+    n304 = sum(1 for code, _ in results if code == 304)
+    n200 = sum(1 for code, _ in results if code == 200)
+    return {
+        f"{phase}_requests": len(results),
+        f"{phase}_requests_per_s": len(results) / seconds,
+        f"{phase}_status_200": n200,
+        f"{phase}_status_304": n304,
+        f"{phase}_other_status": len(results) - n200 - n304,
+        f"{phase}_share_304": n304 / len(results),
+        f"{phase}_p50_ms": statistics.median(lat),
+        f"{phase}_p99_ms": pct(lat, 0.99),
+        f"{phase}_max_ms": max(lat),
+    }
 
 
 def main() -> None:

@@ -161,13 +161,16 @@ def status(
     response: Response,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> JobView | Response:
+    if if_none_match is not None:
+        # The revalidation path reads one integer: most dashboard polls end here.
+        version = service.get_job_version(sessions=rt.sessions, job_id=job_id)
+        etag = f'W/"{job_id}-{version}"'
+        if version is not None and etag in {t.strip() for t in if_none_match.split(",")}:
+            return Response(status_code=304, headers={"ETag": etag})
     detail = service.get_job_detail(sessions=rt.sessions, job_id=job_id)
     if detail is None:
         raise ApiError(404, "not_found", f"no job {job_id!r}")
-    etag = _etag(detail.job)
-    if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
-        return Response(status_code=304, headers={"ETag": etag})
-    response.headers["ETag"] = etag
+    response.headers["ETag"] = _etag(detail.job)
     return job_view(detail.job, rate=rt.rate_for(detail.job.provider), callbacks=detail.callbacks)
 
 
