@@ -406,7 +406,9 @@ def dev(
             '"instance_ids": ["ins-r8hr2upy", "ins-3e56fg78"], '
             '"key_ids": ["skey-3glfot13"]}\'\n'
             "Then poll it:\n"
-            f"  curl -s {api_url}/v1/jobs/<id> -H 'Authorization: Bearer {token}'\n\n"
+            f"  curl -s {api_url}/v1/jobs/<id> -H 'Authorization: Bearer {token}'\n"
+            "or watch it in a browser (this link signs you in):\n"
+            f"  {api_url}/ui/login?token={token}\n\n"
             "Ctrl-C stops everything.\n",
         )
         while all(child.poll() is None for child in children):

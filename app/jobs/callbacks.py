@@ -46,13 +46,13 @@ def deliver_due(rt: Runtime, client: httpx.Client | None = None) -> int:
     secret = rt.settings.callback_secret
     if secret is None:
         return 0
-    signer = parse_secrets(secret.get_secret_value())[0]
+    signers = parse_secrets(secret.get_secret_value())
     own = client is None
     http = client or httpx.Client(timeout=rt.settings.callback_timeout_s, trust_env=False)
     made = 0
     try:
         for _ in range(MAX_PER_TICK):
-            if not _deliver_one(rt, http, signer):
+            if not _deliver_one(rt, http, signers):
                 break
             made += 1
     finally:
@@ -61,7 +61,7 @@ def deliver_due(rt: Runtime, client: httpx.Client | None = None) -> int:
     return made
 
 
-def _deliver_one(rt: Runtime, http: httpx.Client, signer: Secret) -> bool:
+def _deliver_one(rt: Runtime, http: httpx.Client, signers: list[Secret]) -> bool:
     now = utcnow()
     lease_until = now + timedelta(seconds=rt.settings.callback_timeout_s + 30)
     with transaction(rt.sessions) as session:
@@ -73,7 +73,7 @@ def _deliver_one(rt: Runtime, http: httpx.Client, signer: Secret) -> bool:
     body = payload(job, rt.rate_for(job.provider))
     # The id stays the same across retries, so the receiver can drop duplicates.
     headers = standard_headers(
-        signer,
+        signers,
         msg_id=f"msg_{job.id}",
         timestamp=int(time.time()),
         body=body,

@@ -57,12 +57,17 @@ def standard_signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> 
     return "v1," + base64.b64encode(digest).decode()
 
 
-def standard_headers(secret: Secret, *, msg_id: str, timestamp: int, body: bytes) -> dict[str, str]:
-    """The three headers a Standard Webhooks sender puts on a request."""
+def standard_headers(
+    secrets: Sequence[Secret], *, msg_id: str, timestamp: int, body: bytes
+) -> dict[str, str]:
+    """The three headers a Standard Webhooks sender puts on a request: one signature per
+    secret, space-separated, so a receiver can move to a new secret while we sign with both."""
     return {
         "webhook-id": msg_id,
         "webhook-timestamp": str(timestamp),
-        "webhook-signature": standard_signature(secret.key, msg_id, timestamp, body),
+        "webhook-signature": " ".join(
+            standard_signature(s.key, msg_id, timestamp, body) for s in secrets
+        ),
     }
 
 

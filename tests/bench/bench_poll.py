@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import statistics
 import time
 
@@ -51,6 +52,24 @@ async def poll(
     return out
 
 
+def cpu_seconds(root: int) -> float:
+    """User+system CPU of `root` and its children (the uvicorn workers), from /proc."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        pid, ppid = int(entry), int(fields[1])
+        if pid == root or ppid == root:
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
@@ -60,7 +79,9 @@ def run(instances: int, pollers: int, seconds: float, interval: float) -> dict[s
     with stack(workers=1, concurrency=2, sim_limit=10, rate_limit=10) as s:
         token = create_token(s.rt.sessions, name="bench-poll")
         port = free_port()
-        s.procs.start("api", ["api", f"--port={port}", "--workers=2"], settings_env(s.settings))
+        api = s.procs.start(
+            "api", ["api", f"--port={port}", "--workers=2"], settings_env(s.settings)
+        )
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
@@ -81,8 +102,12 @@ def run(instances: int, pollers: int, seconds: float, interval: float) -> dict[s
             "duration_s": seconds,
             "submit_s": submit_s,
         }
-        figures.update(
-            summarise("running", asyncio.run(poll(url, token, pollers, seconds, interval)), seconds)
+        cpu0 = cpu_seconds(api.popen.pid)
+        running = asyncio.run(poll(url, token, pollers, seconds, interval))
+        figures.update(summarise("running", running, seconds))
+        # The API's own CPU per poll: a figure the machine's load does not distort.
+        figures["running_api_cpu_ms_per_poll"] = (
+            (cpu_seconds(api.popen.pid) - cpu0) * 1000 / len(running)
         )
         # Cancel it: ~100k waiting targets in one request, then poll the final job.
         t0 = time.monotonic()
@@ -95,8 +120,12 @@ def run(instances: int, pollers: int, seconds: float, interval: float) -> dict[s
         figures["cancel_s"] = time.monotonic() - t0
         figures["cancelled_targets"] = r.json()["counts"]["cancelled"]
         time.sleep(2)
-        figures.update(
-            summarise("final", asyncio.run(poll(url, token, pollers, seconds, interval)), seconds)
+        cpu0 = cpu_seconds(api.popen.pid)
+        final = asyncio.run(poll(url, token, pollers, seconds, interval))
+        figures.update(summarise("final", final, seconds))
+        # The API's own CPU per poll: a figure the machine's load does not distort.
+        figures["final_api_cpu_ms_per_poll"] = (
+            (cpu_seconds(api.popen.pid) - cpu0) * 1000 / len(final)
         )
         return figures
 

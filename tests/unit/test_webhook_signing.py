@@ -8,8 +8,10 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from pydantic import ValidationError
 from standardwebhooks import Webhook
 
+from app.config import Settings
 from app.webhooks.signing import (
     SignatureError,
     github_signature,
@@ -26,11 +28,16 @@ BODY = b'{"provider":"tencent","region":"ap-guangzhou"}'
 
 def test_our_signature_verifies_with_the_reference_package() -> None:
     ts = int(time.time())
-    headers = standard_headers(parse_secrets(SECRET)[0], msg_id="msg_1", timestamp=ts, body=BODY)
+    headers = standard_headers(parse_secrets(SECRET), msg_id="msg_1", timestamp=ts, body=BODY)
     assert Webhook(SECRET).verify(BODY, headers) == {
         "provider": "tencent",
         "region": "ap-guangzhou",
     }
+    # Signed with two secrets (ours mid-rotation): a receiver holding either one verifies.
+    both = standard_headers(parse_secrets(f"{OTHER},{SECRET}"), msg_id="m", timestamp=ts, body=BODY)
+    assert len(both["webhook-signature"].split()) == 2
+    for held in (SECRET, OTHER):
+        Webhook(held).verify(BODY, both)
 
 
 def test_the_reference_packages_signature_verifies_with_ours() -> None:
@@ -77,7 +84,7 @@ def test_any_of_several_signatures_and_any_of_several_secrets() -> None:
 def test_a_timestamp_outside_the_tolerance_is_refused(skew: int) -> None:
     now = int(time.time())
     secret = parse_secrets(SECRET)[0]
-    h = standard_headers(secret, msg_id="m", timestamp=now + skew, body=BODY)
+    h = standard_headers([secret], msg_id="m", timestamp=now + skew, body=BODY)
     with pytest.raises(SignatureError, match="300 s"):
         verify_standard(
             [secret],
@@ -93,7 +100,7 @@ def test_a_timestamp_outside_the_tolerance_is_refused(skew: int) -> None:
 def test_a_changed_body_or_id_is_refused() -> None:
     now = int(time.time())
     secret = parse_secrets(SECRET)[0]
-    h = standard_headers(secret, msg_id="m", timestamp=now, body=BODY)
+    h = standard_headers([secret], msg_id="m", timestamp=now, body=BODY)
     for msg_id, body in (("m", BODY + b" "), ("n", BODY)):
         with pytest.raises(SignatureError):
             verify_standard(
@@ -124,3 +131,9 @@ def test_malformed_secrets_are_refused() -> None:
         parse_secrets("whsec_not*base64")
     with pytest.raises(ValueError, match="empty"):
         parse_secrets("whsec_")
+    # At start-up, without echoing the secret.
+    with pytest.raises(ValidationError, match="webhook secret") as caught:
+        Settings(webhook_secret="whsec_not*base64-s3cr3t")
+    assert "s3cr3t" not in str(caught.value)
+    with pytest.raises(ValidationError):
+        Settings(callback_secret=" , ")
