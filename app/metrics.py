@@ -162,27 +162,40 @@ class KeybindCollector(Collector):
             "How long workers waited for a rate-limit slot.",
             labels=["key"],
         )
-        if broker.startswith(("redis://", "rediss://")):
-            client = redis.Redis.from_url(broker)
-            try:
-                for queue in (self.rt.bind_queue, self.rt.control_queue):
-                    depth.add_metric([queue], int(client.llen(queue)))
-            finally:
-                client.close()
-        limiter = self.rt.limiter
-        if isinstance(limiter, RedisLimiter):
-            client = limiter.client
-            for raw in sorted(client.smembers(limiter.stats_keys)):  # type: ignore[union-attr]
-                key = raw.decode()
-                h = {
-                    k.decode(): v.decode()
-                    for k, v in client.hgetall(limiter.stats_hash(key)).items()
-                }  # type: ignore[union-attr]
-                count = int(h.get("count", 0))
-                buckets = [(str(b), float(h.get(f"le_{b}", 0))) for b in WAIT_BUCKETS_S]
-                buckets.append(("+Inf", float(count)))
-                waits.add_metric([key], buckets, float(h.get("sum", 0.0)))
-                acquired.add_metric([key], int(h.get("gave_up", 0)))
+        try:
+            if broker.startswith(("redis://", "rediss://")):
+                client = redis.Redis.from_url(broker)
+                try:
+                    for queue in (self.rt.bind_queue, self.rt.control_queue):
+                        depth.add_metric([queue], int(client.llen(queue)))
+                finally:
+                    client.close()
+            limiter = self.rt.limiter
+            if isinstance(limiter, RedisLimiter):
+                for key, stats in _limiter_stats(limiter):
+                    count = int(stats.get("count", 0))
+                    buckets = [(str(b), float(stats.get(f"le_{b}", 0))) for b in WAIT_BUCKETS_S]
+                    buckets.append(("+Inf", float(count)))
+                    waits.add_metric([key], buckets, float(stats.get("sum", 0.0)))
+                    acquired.add_metric([key], int(stats.get("gave_up", 0)))
+        except redis.RedisError:
+            # Redis down: the database's metrics still answer; these are left empty.
+            pass
         yield depth
         yield waits
         yield acquired
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _limiter_stats(limiter: RedisLimiter) -> list[tuple[str, dict[str, str]]]:
+    """(limiter key, its counters) for every key the Redis limiter has counted."""
+    client = limiter.client
+    keys = sorted(_text(k) for k in client.smembers(limiter.stats_keys))
+    out: list[tuple[str, dict[str, str]]] = []
+    for key in keys:
+        raw = client.hgetall(limiter.stats_hash(key))
+        out.append((key, {_text(k): _text(v) for k, v in raw.items()}))
+    return out

@@ -124,7 +124,7 @@ def summary(client: ApiClient, job: dict[str, Any], console: Console) -> None:
     if c["failed"]:
         failed = client.failed_instances(job["id"])
         codes = Counter(i["error_code"] or "unknown" for i in failed)
-        example = {}
+        example: dict[str, dict[str, Any]] = {}
         for i in failed:
             example.setdefault(i["error_code"] or "unknown", i)
         errors = Table(title="failed instances by error code", title_justify="left")
