@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_HOME = Path(".keybind")
@@ -14,7 +14,10 @@ DEFAULT_HOME = Path(".keybind")
 class Settings(BaseSettings):
     """Everything keybind reads from its environment (`KEYBIND_*` plus the clouds' own names)."""
 
-    model_config = SettingsConfigDict(env_prefix="KEYBIND_", extra="ignore", populate_by_name=True)
+    # hide_input_in_errors: a malformed secret must not be echoed into a start-up error.
+    model_config = SettingsConfigDict(
+        env_prefix="KEYBIND_", extra="ignore", populate_by_name=True, hide_input_in_errors=True
+    )
 
     # Embedded defaults: a SQLite file, a filesystem broker and a file-based limiter, so
     # `keybind dev` runs with nothing but Python. Production sets PostgreSQL and Redis URLs.
@@ -74,6 +77,35 @@ class Settings(BaseSettings):
     max_instances: int = Field(default=100_000, ge=1)
     # 100,000 instance IDs are about 1.7 MB of JSON; the limit leaves room without inviting abuse.
     max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024)
+
+    # Inbound webhooks (`POST /v1/hooks/rotate`): one or more `whsec_<base64>` secrets, comma
+    # separated so a sender can move to a new secret while the old one still verifies.
+    webhook_secret: SecretStr | None = None
+    webhook_tolerance_s: int = Field(default=300, ge=1)
+    # Webhook jobs jump ahead of bulk API jobs on the same account (the dispatcher serves
+    # higher priorities first).
+    webhook_priority: int = 10
+    # Outbound callbacks: signed with this `whsec_<base64>` secret, retried with backoff.
+    callback_secret: SecretStr | None = None
+    callback_timeout_s: float = Field(default=10.0, gt=0)
+    callback_max_attempts: int = Field(default=8, ge=1)
+    callback_backoff_base_s: float = Field(default=2.0, gt=0)
+    callback_backoff_max_s: float = Field(default=600.0, gt=0)
+
+    @field_validator("webhook_secret", "callback_secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        # Checked at start, so a mistyped secret stops the process instead of failing
+        # every webhook with a 500. The message never contains the secret.
+        if value is not None:
+            from app.webhooks.signing import parse_secrets
+
+            try:
+                if not parse_secrets(value.get_secret_value()):
+                    raise ValueError("no secret in it")
+            except ValueError as exc:
+                raise ValueError(f"not a valid webhook secret list: {exc}") from None
+        return value
 
     @property
     def effective_database_url(self) -> str:

@@ -39,9 +39,16 @@ class Limiter(Protocol):
         ...
 
 
+# Upper bounds (seconds) of the limiter-wait histogram kept in Redis for /metrics.
+WAIT_BUCKETS_S = (0.005, 0.05, 0.25, 0.5, 1.0, 2.0, 5.0)
+
+
 class _Blocking:
     def try_acquire(self, key: str, limit: float, *, now: float | None = None) -> float:
         raise NotImplementedError
+
+    def _record_wait(self, key: str, waited: float | None) -> None:
+        """Count one acquire (None: gave up); only the shared Redis limiter keeps counts."""
 
     def acquire(self, key: str, limit: float, *, max_wait: float) -> float | None:
         start = time.monotonic()
@@ -49,8 +56,10 @@ class _Blocking:
             wait = self.try_acquire(key, limit)
             waited = time.monotonic() - start
             if wait <= 0:
+                self._record_wait(key, waited)
                 return waited
             if waited + wait > max_wait:
+                self._record_wait(key, None)
                 return None
             # A little jitter so processes woken for the same free slot do not stampede.
             time.sleep(wait + random.uniform(0, 0.002))
@@ -83,6 +92,36 @@ class RedisLimiter(_Blocking):
         self._window_s = window_s
         self._prefix = prefix
         self._script = client.register_script(_SCRIPT)
+
+    @property
+    def client(self) -> redis.Redis:
+        return self._client
+
+    @property
+    def stats_keys(self) -> str:
+        """The set naming every limiter key that has wait statistics."""
+        return self._prefix + "stats-keys"
+
+    def stats_hash(self, key: str) -> str:
+        return self._prefix + "stats:" + key
+
+    def _record_wait(self, key: str, waited: float | None) -> None:
+        # Counted in Redis so /metrics sees the waits of every worker on every machine.
+        try:
+            pipe = self._client.pipeline(transaction=False)
+            stats = self.stats_hash(key)
+            pipe.sadd(self.stats_keys, key)
+            if waited is None:
+                pipe.hincrby(stats, "gave_up", 1)
+            else:
+                pipe.hincrby(stats, "count", 1)
+                pipe.hincrbyfloat(stats, "sum", waited)
+                for bound in WAIT_BUCKETS_S:
+                    if waited <= bound:
+                        pipe.hincrby(stats, f"le_{bound}", 1)
+            pipe.execute()
+        except redis.RedisError:
+            pass  # statistics must never cost a call its slot
 
     def try_acquire(self, key: str, limit: float, *, now: float | None = None) -> float:
         slots, window = slots_and_window(limit, self._window_s)

@@ -6,13 +6,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.responses import Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from sqlalchemy import text
 
 from app.api import errors
-from app.api.deps import RuntimeDep
+from app.api.deps import Reader, RuntimeDep
 from app.api.limits import BodyLimit
-from app.api.routes import jobs
+from app.api.routes import hooks, jobs, ui
 from app.config import Settings, get_settings
+from app.metrics import KeybindCollector
 from app.runtime import Runtime
 
 
@@ -35,6 +38,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     errors.install(app)
     app.include_router(jobs.router)
+    app.include_router(hooks.router)
+    app.include_router(ui.router)
+    # Everything is read from PostgreSQL and Redis at scrape time (see app/metrics.py), so
+    # the registry is per app and holds no counts of its own.
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(KeybindCollector(runtime))
+
+    @app.get("/metrics", tags=["ops"], response_class=Response)
+    def metrics(_: Reader) -> Response:
+        """Prometheus text format; needs a token with jobs:read, like every read."""
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", tags=["ops"])
     def healthz(rt: RuntimeDep) -> dict[str, str]:

@@ -44,6 +44,9 @@ def dispatch(rt: Runtime) -> Tick:
     with transaction(rt.sessions) as session:
         if not repo.try_dispatch_lock(session):
             return Tick([], 0)
+        # Stragglers first: their UPDATE may wait for a worker's row locks, so it runs
+        # before this transaction holds any job row a worker may need.
+        _cancel_stragglers(session, now)
         recovered = _recover_expired(rt, session, now)
         jobs = repo.active_jobs(session)
         buckets: defaultdict[tuple[str, str], list[Job]] = defaultdict(list)
@@ -151,6 +154,15 @@ def _release(
     group them into calls (bisection halves each alone, the rest by batch_size)."""
     due = repo.release_due(session, job.id, now, until, calls * job.batch_size)
     return batching.plan_calls(due, job.batch_size)
+
+
+def _cancel_stragglers(session: Session, now: datetime) -> None:
+    """A cancelled job's target whose in-flight call ended in a retryable error is back to
+    waiting; cancel it here rather than call it again."""
+    deltas = repo.CounterDeltas()
+    for job_id in repo.cancelling_jobs(session):
+        repo.cancel_waiting(session, deltas, job_id, now)
+    repo.apply_counts(session, deltas, now)
 
 
 def _recover_expired(rt: Runtime, session: Session, now: datetime) -> int:

@@ -26,10 +26,22 @@ BigId = BigInteger().with_variant(Integer(), "sqlite")
 WAITING_SQL = text("state IN ('pending', 'retrying')")
 # Accepted binds whose outcome is still to be confirmed, and no worker holds.
 VERIFY_DUE_SQL = text("state = 'running' AND phase = 'verify' AND lease_token IS NULL")
+CALLBACK_PENDING_SQL = text("callback_state = 'pending'")
 
 
 class Job(Base):
     __tablename__ = "jobs"
+    __table_args__ = (
+        # `GET /v1/jobs`: newest first, keyset-paged on (created_at, id).
+        Index("ix_jobs_created", "created_at", "id"),
+        # The callback tick's scan: finished jobs whose callback is still owed.
+        Index(
+            "ix_jobs_callback_due",
+            "callback_next_at",
+            postgresql_where=CALLBACK_PENDING_SQL,
+            sqlite_where=CALLBACK_PENDING_SQL,
+        ),
+    )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
     provider: Mapped[str] = mapped_column(String(16))
@@ -59,6 +71,15 @@ class Job(Base):
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Set by `POST /v1/jobs/{id}/cancel`: waiting targets are cancelled and the job ends
+    # `cancelled` once the calls already in flight have finished.
+    cancel_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Where to POST the job summary once it is final. callback_state is 'pending' from
+    # submission until delivered ('delivered') or given up ('failed'); callback_next_at is
+    # when the next attempt is due and doubles as the sender's lease while one is in flight.
+    callback_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    callback_state: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    callback_next_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class Target(Base):
@@ -177,3 +198,18 @@ class IdempotencyKey(Base):
         ForeignKey("jobs.id", ondelete="CASCADE"), nullable=True
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class CallbackAttempt(Base):
+    """One POST of a job's summary to its callback_url, whatever came of it."""
+
+    __tablename__ = "callback_attempts"
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True, autoincrement=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id", ondelete="CASCADE"), index=True)
+    attempt: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    latency_ms: Mapped[float] = mapped_column()
+    http_status: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # What went wrong in a few words ("HTTP 500", "ConnectTimeout"); null when delivered.
+    error: Mapped[str | None] = mapped_column(String(256), nullable=True)

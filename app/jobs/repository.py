@@ -8,13 +8,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import and_, case, delete, func, insert, or_, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from app.jobs.batching import Due
-from app.jobs.models import Attempt, IdempotencyKey, Job, Target
+from app.jobs.models import Attempt, CallbackAttempt, IdempotencyKey, Job, Target
 from app.jobs.states import (
     FINAL_JOB_STATES,
     WAITING_TARGET_STATES,
@@ -75,6 +75,13 @@ def _copy_targets(
 
 def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
+
+
+def job_version(session: Session, job_id: str, tenant: str | None) -> int | None:
+    stmt = select(Job.version).where(Job.id == job_id)
+    if tenant is not None:
+        stmt = stmt.where(Job.tenant == tenant)
+    return session.scalar(stmt)
 
 
 def list_targets(
@@ -174,6 +181,7 @@ def apply_counts(session: Session, deltas: CounterDeltas, now: datetime) -> None
             .values(values)
             .returning(
                 Job.state,
+                Job.cancel_requested_at,
                 Job.n_pending,
                 Job.n_running,
                 Job.n_retrying,
@@ -195,6 +203,8 @@ def _finish_if_done(session: Session, job_id: str, job: Any, now: datetime) -> N
     final = final_job_state(
         succeeded=job.n_succeeded, failed=job.n_failed, cancelled=job.n_cancelled
     )
+    if job.cancel_requested_at is not None:
+        final = JobState.CANCELLED
     session.execute(
         update(Job)
         .where(Job.id == job_id, Job.finished_at.is_(None))
@@ -435,7 +445,7 @@ def expired_leases(session: Session, now: datetime, limit: int) -> list[Target]:
 def active_jobs(session: Session) -> list[Job]:
     stmt = (
         select(Job)
-        .where(Job.state.in_(ACTIVE_JOB_STATES))
+        .where(Job.state.in_(ACTIVE_JOB_STATES), Job.cancel_requested_at.is_(None))
         .order_by(Job.priority.desc(), Job.created_at)
     )
     return list(session.scalars(stmt))
@@ -573,6 +583,245 @@ def release_idempotency_key(session: Session, *, owner: str, key: str) -> None:
     )
 
 
-def expire_idempotency_keys(session: Session, before: datetime) -> int:
-    result = session.execute(delete(IdempotencyKey).where(IdempotencyKey.created_at < before))
+def expire_idempotency_keys(
+    session: Session,
+    before: datetime,
+    *,
+    owner: str | None = None,
+    exclude_owner: str | None = None,
+) -> int:
+    stmt = delete(IdempotencyKey).where(IdempotencyKey.created_at < before)
+    if owner is not None:
+        stmt = stmt.where(IdempotencyKey.owner == owner)
+    if exclude_owner is not None:
+        stmt = stmt.where(IdempotencyKey.owner != exclude_owner)
+    result = session.execute(stmt)
     return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def request_cancel(session: Session, job_id: str, now: datetime) -> bool:
+    """Mark an unfinished job cancelled-on-request; False if it is final or marked already."""
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.cancel_requested_at.is_(None),
+            Job.finished_at.is_(None),
+        )
+        .values(cancel_requested_at=now)
+    )
+    return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def cancel_waiting(session: Session, deltas: CounterDeltas, job_id: str, now: datetime) -> int:
+    """Cancel every waiting target of a job in one statement per state (100k rows are one
+    UPDATE, not 100k). Guarded by state like move_target: a target a worker has claimed is
+    left to finish its call."""
+    cancelled = 0
+    for src in (TargetState.PENDING, TargetState.RETRYING):
+        result = session.execute(
+            update(Target)
+            .where(Target.job_id == job_id, Target.state == src.value)
+            .values(
+                state=TargetState.CANCELLED.value,
+                finished_at=now,
+                dispatched_until=None,
+                error_code="keybind.Cancelled",
+                error_message="cancelled before it was called",
+            )
+            .execution_options(synchronize_session=False)
+        )
+        n = int(result.rowcount)  # type: ignore[attr-defined]
+        if n:
+            deltas.add(job_id, src, TargetState.CANCELLED, n)
+            cancelled += n
+    return cancelled
+
+
+def cancelling_jobs(session: Session) -> list[str]:
+    """Jobs asked to cancel that still have targets open (a call was in flight)."""
+    stmt = select(Job.id).where(Job.cancel_requested_at.is_not(None), Job.finished_at.is_(None))
+    return list(session.scalars(stmt))
+
+
+@dataclass(frozen=True, slots=True)
+class JobFilter:
+    state: str | None = None
+    provider: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    tenant: str | None = None  # None: every tenant's jobs (an operator's view)
+
+
+def list_jobs(
+    session: Session,
+    flt: JobFilter,
+    *,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Job]:
+    """Jobs newest first; `before` is the (created_at, id) of the last row already seen."""
+    stmt = select(Job)
+    if flt.state is not None:
+        stmt = stmt.where(Job.state == flt.state)
+    if flt.provider is not None:
+        stmt = stmt.where(Job.provider == flt.provider)
+    if flt.created_after is not None:
+        stmt = stmt.where(Job.created_at >= flt.created_after)
+    if flt.created_before is not None:
+        stmt = stmt.where(Job.created_at < flt.created_before)
+    if flt.tenant is not None:
+        stmt = stmt.where(Job.tenant == flt.tenant)
+    if before is not None:
+        at, job_id = before
+        stmt = stmt.where(or_(Job.created_at < at, (Job.created_at == at) & (Job.id < job_id)))
+    stmt = stmt.order_by(Job.created_at.desc(), Job.id.desc()).limit(limit)
+    return list(session.scalars(stmt))
+
+
+def callback_attempts(session: Session, job_id: str) -> list[CallbackAttempt]:
+    stmt = (
+        select(CallbackAttempt).where(CallbackAttempt.job_id == job_id).order_by(CallbackAttempt.id)
+    )
+    return list(session.scalars(stmt))
+
+
+def claim_due_callback(session: Session, now: datetime, lease_until: datetime) -> Job | None:
+    """Take one finished job whose callback is due; its next_at moves to `lease_until`, so
+    no other sender takes it meanwhile, and a sender that dies leaves it due again then."""
+    job = session.scalars(
+        select(Job)
+        .where(
+            Job.callback_state == "pending",
+            Job.finished_at.is_not(None),
+            Job.callback_next_at <= now,
+        )
+        .order_by(Job.callback_next_at)
+        .limit(1)
+        .with_for_update(skip_locked=True)
+    ).first()
+    if job is None:
+        return None
+    job.callback_next_at = lease_until
+    session.flush()
+    return job
+
+
+def record_callback_attempt(
+    session: Session,
+    *,
+    job_id: str,
+    leased_until: datetime,
+    attempt: CallbackAttempt,
+    state: str,
+    next_at: datetime | None,
+) -> bool:
+    """Record one attempt and the callback's next state, if this sender still holds it."""
+    result = session.execute(
+        update(Job)
+        .where(
+            Job.id == job_id,
+            Job.callback_state == "pending",
+            Job.callback_next_at == leased_until,
+        )
+        .values(callback_state=state, callback_next_at=next_at, version=Job.version + 1)
+    )
+    if not result.rowcount:  # type: ignore[attr-defined]
+        return False
+    session.add(attempt)
+    return True
+
+
+def count_callback_attempts(session: Session, job_id: str) -> int:
+    stmt = select(func.count()).where(CallbackAttempt.job_id == job_id)
+    return int(session.scalar(stmt) or 0)
+
+
+def jobs_by_state(session: Session) -> dict[str, int]:
+    rows = session.execute(select(Job.state, func.count()).group_by(Job.state))
+    return {state: int(n) for state, n in rows}
+
+
+def targets_by_state(session: Session) -> dict[str, int]:
+    """Summed from the job counters: one pass over the jobs table, never over targets."""
+    sums = session.execute(
+        select(*(func.coalesce(func.sum(col), 0) for col in COUNTER_COLUMN.values()))
+    ).one()
+    return {state.value: int(n) for state, n in zip(COUNTER_COLUMN, sums, strict=True)}
+
+
+def attempts_settled_upto(session: Session, after_id: int, started_before: datetime) -> int:
+    """The highest attempt id above `after_id` among calls started before `started_before`:
+    rows up to it are taken as committed for good (see app/metrics.py)."""
+    stmt = select(func.max(Attempt.id)).where(
+        Attempt.id > after_id, Attempt.started_at < started_before
+    )
+    return int(session.scalar(stmt) or after_id)
+
+
+@dataclass(frozen=True, slots=True)
+class CallAggregate:
+    provider: str
+    action: str
+    error_code: str
+    count: int
+    latency_ms_sum: float
+    under: tuple[int, ...]  # calls with latency <= each bucket bound, in bucket order
+
+
+def call_aggregates(
+    session: Session, after_id: int, upto_id: int | None, bounds_ms: Sequence[float]
+) -> list[CallAggregate]:
+    """Calls with after_id < id <= upto_id, grouped by provider, action and error code."""
+    code = func.coalesce(Attempt.error_code, "")
+    stmt = (
+        select(
+            Job.provider,
+            Attempt.action,
+            code,
+            func.count(),
+            func.coalesce(func.sum(Attempt.latency_ms), 0.0),
+            *(func.sum(case((Attempt.latency_ms <= b, 1), else_=0)) for b in bounds_ms),
+        )
+        .join(Target, Target.id == Attempt.target_id)
+        .join(Job, Job.id == Target.job_id)
+        .where(Attempt.id > after_id)
+        .group_by(Job.provider, Attempt.action, code)
+    )
+    if upto_id is not None:
+        stmt = stmt.where(Attempt.id <= upto_id)
+    return [
+        CallAggregate(r[0], r[1], r[2], int(r[3]), float(r[4]), tuple(int(x) for x in r[5:]))
+        for r in session.execute(stmt)
+    ]
+
+
+def retry_aggregates(
+    session: Session, after_id: int, upto_id: int | None
+) -> list[tuple[str, str, int]]:
+    """(provider, error code of the call before, n) for every call in the id range that
+    repeated an earlier call on the same target: each is one retry, caused by that code."""
+    prev = aliased(Attempt)
+    prev_id = (
+        select(func.max(prev.id))
+        .where(prev.target_id == Attempt.target_id, prev.id < Attempt.id)
+        .correlate(Attempt)
+        .scalar_subquery()
+    )
+    retried = (
+        select(Attempt.target_id.label("target_id"), prev_id.label("prev_id"))
+        .where(Attempt.id > after_id)
+        .where(Attempt.id <= upto_id if upto_id is not None else true())
+        .subquery()
+    )
+    before = aliased(Attempt)
+    code = func.coalesce(before.error_code, "")
+    stmt = (
+        select(Job.provider, code, func.count())
+        .select_from(retried)
+        .join(before, before.id == retried.c.prev_id)
+        .join(Target, Target.id == retried.c.target_id)
+        .join(Job, Job.id == Target.job_id)
+        .group_by(Job.provider, code)
+    )
+    return [(r[0], r[1], int(r[2])) for r in session.execute(stmt)]

@@ -5,7 +5,15 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import (
+    AfterValidator,
+    AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    UrlConstraints,
+)
 
 from app.jobs.states import JobState, TargetState
 from app.providers.jdcloud.regions import INSTANCE_ID as JD_INSTANCE_ID
@@ -23,7 +31,53 @@ JDCloudRegion = Literal[tuple(sorted(JD_REGIONS))]  # type: ignore[valid-type]
 AccountName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
-class JobCreate(BaseModel):
+def _no_credentials(url: AnyHttpUrl) -> AnyHttpUrl:
+    # The URL is shown on the job; a password in it would be a secret in a response.
+    if url.username or url.password:
+        raise ValueError("credentials in the URL are not accepted; verify our signature instead")
+    return url
+
+
+CALLBACK_URL_PATTERN = (
+    r"^https?://[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,20}[a-z0-9])?)*"
+    r"(:[1-9][0-9]{0,3})?(/[A-Za-z0-9._~/?=&-]*)?$"
+)
+CallbackUrl = Annotated[
+    AnyHttpUrl,
+    UrlConstraints(max_length=2048, allowed_schemes=["http", "https"]),
+    AfterValidator(_no_credentials),
+]
+
+
+class JobOptions(BaseModel):
+    """What every provider's job request takes besides its targets and keys."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    account: AccountName = Field(
+        default="default",
+        description="The named account (credential profile) to call the cloud with.",
+    )
+    batch_size: int | None = Field(
+        default=None,
+        ge=1,
+        le=100,
+        description=(
+            "Instances per cloud call (1-100; default: the provider's, 1 for Tencent). Above 1,"
+            " instances go out together and a call that fails for one instance is split in"
+            " halves until that instance stands alone."
+        ),
+    )
+    callback_url: CallbackUrl | None = Field(
+        default=None,
+        description="http(s) URL that gets the job summary, signed (Standard Webhooks), "
+        "once the job is final. No user:password@ in it.",
+        # In the schema too, so clients (and schemathesis) know only http(s) hosts pass.
+        json_schema_extra={"pattern": CALLBACK_URL_PATTERN},
+    )
+
+
+class JobCreate(JobOptions):
     """`POST /v1/jobs`: bind `key_ids` to every instance in `instance_ids`."""
 
     model_config = ConfigDict(extra="forbid")
@@ -45,23 +99,9 @@ class JobCreate(BaseModel):
         description="Power-state policy: false refuses running instances (power_policy"
         " 'refuse'); true lets the cloud force-stop, bind and restart them ('force_stop').",
     )
-    account: AccountName = Field(
-        default="default",
-        description="The named account (credential profile) to call the cloud with.",
-    )
-    batch_size: int | None = Field(
-        default=None,
-        ge=1,
-        le=100,
-        description=(
-            "Instances per cloud call (1-100; default: the provider's, 1 for Tencent). Above 1,"
-            " instances go out together and a call that fails for one instance is split in"
-            " halves until that instance stands alone."
-        ),
-    )
 
 
-class JDCloudJobCreate(BaseModel):
+class JDCloudJobCreate(JobOptions):
     """`POST /v1/jobs` for JD Cloud: attach the key pair `key_name` to every instance."""
 
     model_config = ConfigDict(extra="forbid")
@@ -80,20 +120,6 @@ class JDCloudJobCreate(BaseModel):
     replace: bool = Field(
         default=False,
         description="Detach whatever key an instance holds, then attach this one.",
-    )
-    account: AccountName = Field(
-        default="default",
-        description="The named account (credential profile) to call the cloud with.",
-    )
-    batch_size: int | None = Field(
-        default=None,
-        ge=1,
-        le=100,
-        description=(
-            "Instances per cloud call (1-100; default: the provider's, 1 for Tencent). Above 1,"
-            " instances go out together and a call that fails for one instance is split in"
-            " halves until that instance stands alone."
-        ),
     )
 
     @property
@@ -142,6 +168,14 @@ class Counts(BaseModel):
     cancelled: int
 
 
+class CallbackAttemptView(BaseModel):
+    attempt: int
+    at: datetime
+    http_status: int | None
+    error: str | None
+    latency_ms: float
+
+
 class JobView(BaseModel):
     id: str
     state: JobState
@@ -158,6 +192,19 @@ class JobView(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
+    progress: float = Field(description="Final instances / total, 0.0 to 1.0.")
+    eta_seconds: float | None = Field(
+        description="Instances left / the account's configured rate; null once final."
+    )
+    cancel_requested_at: datetime | None = None
+    callback_url: str | None = None
+    callback_state: Literal["pending", "delivered", "failed"] | None = None
+    callbacks: list[CallbackAttemptView] = []
+
+
+class JobPage(BaseModel):
+    items: list[JobView]
+    next_cursor: str | None
 
 
 class TargetView(BaseModel):

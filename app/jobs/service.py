@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction, utcnow
 from app.jobs import repository as repo
-from app.jobs.models import Job, Target
+from app.jobs.models import CallbackAttempt, Job, Target
 from app.jobs.schemas import FieldProblem, JDCloudJobCreate, JobCreate
 from app.jobs.states import JobState, TargetState
 from app.jobs.validation import validate_job
@@ -40,11 +41,21 @@ ABANDONED_KEY_AFTER = timedelta(minutes=5)
 KEEP_KEYS_FOR = timedelta(hours=24)
 
 
+class CallbacksDisabled(Exception):
+    """A callback_url was given but this server has no secret to sign callbacks with."""
+
+
+class JobFinal(Exception):
+    """The job has already reached a final state (nothing to cancel)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Submitter:
     name: str
     source: str = "api"
     tenant: str | None = None
+    # Higher runs first on a shared account; webhook jobs outrank bulk API jobs.
+    priority: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,6 +101,7 @@ def submit_job(
     max_instances: int,
     accounts: Collection[str] | None = None,
     idempotency_key: str | None = None,
+    callbacks_enabled: bool = True,
 ) -> Submission:
     """Validate, then write the job and all its targets in one transaction.
 
@@ -98,6 +110,9 @@ def submit_job(
     problems = validate_job(request, max_instances=max_instances, accounts=accounts)
     if problems:
         raise InvalidJob(problems)
+    callback_url = getattr(request, "callback_url", None)
+    if callback_url is not None and not callbacks_enabled:
+        raise CallbacksDisabled(str(callback_url))
     if idempotency_key is not None:
         earlier = _reserve_key(
             sessions, owner=submitter.name, key=idempotency_key, fp=fingerprint(request)
@@ -117,7 +132,7 @@ def submit_job(
         options=_options(request),
         power_policy="force_stop" if request.force_stop else "refuse",
         batch_size=request.batch_size or spec(request.provider).bind_batch,
-        priority=0,
+        priority=submitter.priority,
         state=JobState.QUEUED.value,
         total=len(request.instance_ids),
         n_pending=len(request.instance_ids),
@@ -132,6 +147,9 @@ def submit_job(
         source=submitter.source,
         created_at=now,
         updated_at=now,
+        callback_url=str(callback_url) if callback_url is not None else None,
+        callback_state="pending" if callback_url is not None else None,
+        callback_next_at=now if callback_url is not None else None,
     )
     try:
         with transaction(sessions) as session:
@@ -148,13 +166,23 @@ def submit_job(
     return Submission(job, replayed=False)
 
 
+def _visible(job: Job | None, tenant: str | None) -> Job | None:
+    # Another tenant's job answers exactly like a missing one; None (an operator) sees all.
+    return job if job is not None and tenant in (None, job.tenant) else None
+
+
 def get_job(*, sessions: sessionmaker[Session], job_id: str, tenant: str | None) -> Job | None:
-    """The job, if it exists and `tenant` may see it (None sees every job)."""
+    """The job, if it exists and `tenant` may see it."""
     with sessions() as session:
-        job = repo.get_job(session, job_id)
-    if job is None or (tenant is not None and job.tenant != tenant):
-        return None  # another tenant's job answers exactly like a missing one
-    return job
+        return _visible(repo.get_job(session, job_id), tenant)
+
+
+def get_job_version(
+    *, sessions: sessionmaker[Session], job_id: str, tenant: str | None
+) -> int | None:
+    """The job's version alone: what a follower polls to see whether anything changed."""
+    with sessions() as session:
+        return repo.job_version(session, job_id, tenant)
 
 
 def list_targets(
@@ -169,7 +197,69 @@ def list_targets(
         return repo.list_targets(session, job_id, state=state, after_id=after_id, limit=limit)
 
 
-def expire_idempotency_keys(*, sessions: sessionmaker[Session]) -> int:
-    """Forget keys older than KEEP_KEYS_FOR; their jobs stay."""
+@dataclass(frozen=True, slots=True)
+class JobDetail:
+    job: Job
+    callbacks: list[CallbackAttempt]
+
+
+def get_job_detail(
+    *, sessions: sessionmaker[Session], job_id: str, tenant: str | None
+) -> JobDetail | None:
+    """The job row and, when it has a callback, every delivery attempt so far."""
+    with sessions() as session:
+        job = _visible(repo.get_job(session, job_id), tenant)
+        if job is None:
+            return None
+        calls = repo.callback_attempts(session, job_id) if job.callback_url else []
+        return JobDetail(job, calls)
+
+
+def list_jobs(
+    *,
+    sessions: sessionmaker[Session],
+    flt: repo.JobFilter,
+    before: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Job]:
+    with sessions() as session:
+        return repo.list_jobs(session, flt, before=before, limit=limit)
+
+
+def cancel_job(*, sessions: sessionmaker[Session], job_id: str, tenant: str | None) -> Job | None:
+    """Cancel every target not yet called, at once; calls in flight finish, then the job
+    ends `cancelled`. A second cancel is harmless. None if there is no such job."""
+    now = utcnow()
     with transaction(sessions) as session:
-        return repo.expire_idempotency_keys(session, utcnow() - KEEP_KEYS_FOR)
+        job = _visible(repo.get_job(session, job_id), tenant)
+        if job is None:
+            return None
+        # Targets first, the job row last: the order workers lock in, so no deadlock.
+        deltas = repo.CounterDeltas()
+        repo.cancel_waiting(session, deltas, job_id, now)
+        if not repo.request_cancel(session, job_id, now) and job.cancel_requested_at is None:
+            raise JobFinal(job_id)  # rolls back: a final job has nothing waiting anyway
+        # Always bump the version (and finish the job if nothing is in flight).
+        deltas.by_job.setdefault(job_id, Counter())
+        repo.apply_counts(session, deltas, now)
+    with sessions() as session:
+        return repo.get_job(session, job_id)
+
+
+# Webhook senders retry for a day or more (Svix: about 27 h), so their delivery ids are kept
+# longer than API idempotency keys: a late retry must still find its job.
+WEBHOOK_KEY_OWNER = "webhook"
+KEEP_WEBHOOK_KEYS_FOR = timedelta(days=7)
+
+
+def expire_idempotency_keys(*, sessions: sessionmaker[Session]) -> int:
+    """Forget keys older than KEEP_KEYS_FOR (webhook delivery ids: KEEP_WEBHOOK_KEYS_FOR);
+    their jobs stay."""
+    now = utcnow()
+    with transaction(sessions) as session:
+        n = repo.expire_idempotency_keys(
+            session, now - KEEP_KEYS_FOR, exclude_owner=WEBHOOK_KEY_OWNER
+        )
+        return n + repo.expire_idempotency_keys(
+            session, now - KEEP_WEBHOOK_KEYS_FOR, owner=WEBHOOK_KEY_OWNER
+        )

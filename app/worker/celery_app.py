@@ -61,6 +61,14 @@ def create_celery(settings: Settings) -> Celery:
                     "expires": max(5.0, 5 * settings.dispatch_interval_s),
                 },
             },
+            "callbacks": {
+                "task": tasks.CALLBACKS_TASK,
+                "schedule": settings.dispatch_interval_s,
+                "options": {
+                    "queue": f"{prefix}.control",
+                    "expires": max(5.0, 5 * settings.dispatch_interval_s),
+                },
+            },
             "housekeeping": {
                 "task": tasks.HOUSEKEEPING_TASK,
                 "schedule": 600.0,

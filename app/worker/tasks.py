@@ -6,14 +6,17 @@ from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
 from app.jobs.binding import bind_targets, verify_targets
+from app.jobs.callbacks import deliver_due
 from app.jobs.dispatch import dispatch as run_dispatch
 from app.jobs.service import expire_idempotency_keys
 from app.runtime import BIND_TASK, DISPATCH_TASK, VERIFY_TASK, get_runtime, reset_runtime
 
 HOUSEKEEPING_TASK = "keybind.housekeeping"
 NOOP_TASK = "keybind.noop"
+CALLBACKS_TASK = "keybind.callbacks"
 __all__ = [
     "BIND_TASK",
+    "CALLBACKS_TASK",
     "DISPATCH_TASK",
     "HOUSEKEEPING_TASK",
     "NOOP_TASK",
@@ -39,6 +42,11 @@ def register(app: Celery) -> None:
     @app.task(name=NOOP_TASK, acks_late=True, reject_on_worker_lost=True)
     def noop() -> None:
         """Does nothing: the yardstick for what one task costs Celery itself (benchmarks)."""
+
+    @app.task(name=CALLBACKS_TASK, acks_late=False)
+    def callbacks() -> int:
+        # Schedule and history live in PostgreSQL; a lost tick only delays the next send.
+        return deliver_due(get_runtime())
 
     @app.task(name=HOUSEKEEPING_TASK, acks_late=False)
     def housekeeping() -> int:

@@ -1,79 +1,69 @@
-"""/v1/jobs: submit a job, read its status, page through its instances."""
+"""/v1/jobs: submit, list, read, follow (Server-Sent Events) and cancel jobs; page instances."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi.responses import StreamingResponse
 from kombu.exceptions import KombuError
+from starlette.concurrency import run_in_threadpool
 
 from app.api.deps import Reader, RuntimeDep, Writer
 from app.api.errors import ApiError
 from app.auth.tokens import Principal
+from app.jobs import repository as repo
 from app.jobs import service
 from app.jobs.models import Job
 from app.jobs.schemas import (
-    Counts,
     ErrorResponse,
     JobCreated,
+    JobPage,
     JobRequest,
     JobView,
     TargetPage,
     TargetView,
 )
 from app.jobs.states import JobState, TargetState
+from app.jobs.views import job_view
+from app.operator.api import CLI_AGENT
+from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 422, 503)
 }
+# How often an event stream re-reads the job's version; one indexed row read per tick.
+EVENTS_POLL_S = 0.5
+EVENTS_KEEPALIVE_S = 15.0
 
 
-def _view(job: Job) -> JobView:
-    return JobView(
-        id=job.id,
-        state=JobState(job.state),
-        provider=job.provider,
-        account=job.account,
-        region=job.region,
-        key_ids=job.key_ids,
-        power_policy="force_stop" if job.power_policy == "force_stop" else "refuse",
-        batch_size=job.batch_size,
-        total=job.total,
-        counts=Counts(
-            pending=job.n_pending,
-            running=job.n_running,
-            retrying=job.n_retrying,
-            succeeded=job.n_succeeded,
-            failed=job.n_failed,
-            cancelled=job.n_cancelled,
-        ),
-        submitted_by=job.submitted_by,
-        source=job.source,
-        created_at=job.created_at,
-        started_at=job.started_at,
-        finished_at=job.finished_at,
-    )
-
-
-@router.post("", status_code=202, response_model=JobCreated, responses={**ERRORS, 409: {}})
-def submit(
-    body: JobRequest,
-    rt: RuntimeDep,
-    who: Writer,
-    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
+def submit_and_kick(
+    rt: Runtime, body: JobRequest, submitter: service.Submitter, idempotency_key: str | None
 ) -> JobCreated:
+    """Store the job (or find the earlier one for this key), then wake the dispatcher."""
     try:
         submission = service.submit_job(
             sessions=rt.sessions,
             request=body,
-            submitter=service.Submitter(name=who.name, source="api", tenant=who.tenant),
+            submitter=submitter,
             max_instances=rt.settings.max_instances,
             accounts=rt.accounts.names(body.provider),
             idempotency_key=idempotency_key,
+            callbacks_enabled=rt.settings.callback_secret is not None,
         )
+    except service.CallbacksDisabled as exc:
+        raise ApiError(
+            422,
+            "invalid_request",
+            "callback_url: this server has no KEYBIND_CALLBACK_SECRET to sign callbacks with",
+        ) from exc
     except service.IdempotencyConflict as exc:
         raise ApiError(
             409,
@@ -88,13 +78,14 @@ def submit(
             f"Idempotency-Key {idempotency_key!r} was used before with a different body",
         ) from exc
     job = submission.job
-    if submission.replayed:
-        return JobCreated(id=job.id, state=JobState(job.state), total=job.total)
-    try:
-        rt.kick_dispatch()
-    except (KombuError, OSError) as exc:
-        # The job is safely stored; the dispatcher's next scheduled tick starts it.
-        log.warning("could not kick the dispatcher (%s); the next tick will", type(exc).__name__)
+    if not submission.replayed:
+        try:
+            rt.kick_dispatch()
+        except (KombuError, OSError) as exc:
+            # The job is safely stored; the dispatcher's next scheduled tick starts it.
+            log.warning(
+                "could not kick the dispatcher (%s); the next tick will", type(exc).__name__
+            )
     return JobCreated(id=job.id, state=JobState(job.state), total=job.total)
 
 
@@ -105,6 +96,82 @@ def _load(rt: RuntimeDep, job_id: str, who: Principal) -> Job:
     return job
 
 
+def _source(request: Request) -> str:
+    return "cli" if request.headers.get("user-agent", "").startswith(CLI_AGENT) else "api"
+
+
+@router.post("", status_code=202, response_model=JobCreated, responses={**ERRORS, 409: {}})
+def submit(
+    body: JobRequest,
+    request: Request,
+    rt: RuntimeDep,
+    who: Writer,
+    idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
+) -> JobCreated:
+    return submit_and_kick(
+        rt,
+        body,
+        service.Submitter(name=who.name, source=_source(request), tenant=who.tenant),
+        idempotency_key,
+    )
+
+
+# A job-list cursor is "<created_at in µs since the epoch>_<job id>"; clients treat it as
+# opaque. The schema pattern admits only strings that decode, so no cursor can fail later.
+JOB_CURSOR_PATTERN = r"^[0-9]{1,16}_[0-9a-f-]{36}$"
+
+
+def _encode_cursor(job: Job) -> str:
+    micros = int(job.created_at.timestamp()) * 1_000_000 + job.created_at.microsecond
+    return f"{micros}_{job.id}"
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    micros, _, job_id = cursor.partition("_")
+    at = datetime.fromtimestamp(int(micros) // 1_000_000, tz=UTC)
+    return at.replace(microsecond=int(micros) % 1_000_000), job_id
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    # A time without a zone is taken as UTC, like every time keybind returns.
+    if value is None or value.tzinfo is not None:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
+@router.get("", response_model=JobPage, responses=ERRORS)
+def list_jobs(
+    rt: RuntimeDep,
+    who: Reader,
+    state: JobState | None = None,
+    provider: Annotated[str | None, Query(max_length=16)] = None,
+    created_after: datetime | None = None,
+    created_before: datetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    cursor: Annotated[str | None, Query(pattern=JOB_CURSOR_PATTERN)] = None,
+) -> JobPage:
+    """Jobs newest first; pass `next_cursor` back as `cursor` for the next page."""
+    rows = service.list_jobs(
+        sessions=rt.sessions,
+        flt=repo.JobFilter(
+            state=state.value if state else None,
+            provider=provider,
+            created_after=_aware(created_after),
+            created_before=_aware(created_before),
+            tenant=who.tenant,
+        ),
+        before=_decode_cursor(cursor) if cursor else None,
+        limit=limit,
+    )
+    items = [job_view(j, rate=rt.rate_for(j.provider)) for j in rows]
+    next_cursor = _encode_cursor(rows[-1]) if len(rows) == limit else None
+    return JobPage(items=items, next_cursor=next_cursor)
+
+
+def _etag(job: Job) -> str:
+    return f'W/"{job.id}-{job.version}"'
+
+
 @router.get("/{job_id}", response_model=JobView, responses={**ERRORS, 304: {}})
 def status(
     job_id: str,
@@ -113,12 +180,93 @@ def status(
     response: Response,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> JobView | Response:
-    job = _load(rt, job_id, who)
-    etag = f'W/"{job.id}-{job.version}"'
-    if if_none_match is not None and etag in {t.strip() for t in if_none_match.split(",")}:
-        return Response(status_code=304, headers={"ETag": etag})
-    response.headers["ETag"] = etag
-    return _view(job)
+    if if_none_match is not None:
+        # The revalidation path reads one integer: most dashboard polls end here.
+        version = service.get_job_version(sessions=rt.sessions, job_id=job_id, tenant=who.tenant)
+        etag = f'W/"{job_id}-{version}"'
+        if version is not None and etag in {t.strip() for t in if_none_match.split(",")}:
+            return Response(status_code=304, headers={"ETag": etag})
+    detail = service.get_job_detail(sessions=rt.sessions, job_id=job_id, tenant=who.tenant)
+    if detail is None:
+        raise ApiError(404, "not_found", f"no job {job_id!r}")
+    response.headers["ETag"] = _etag(detail.job)
+    return job_view(detail.job, rate=rt.rate_for(detail.job.provider), callbacks=detail.callbacks)
+
+
+@router.post("/{job_id}/cancel", response_model=JobView, responses={**ERRORS, 409: {}})
+def cancel(job_id: str, rt: RuntimeDep, who: Writer) -> JobView:
+    """Targets not yet called become `cancelled` now; calls in flight finish; the job ends
+    `cancelled`. Repeating it is harmless; a job already final is a 409."""
+    try:
+        job = service.cancel_job(sessions=rt.sessions, job_id=job_id, tenant=who.tenant)
+    except service.JobFinal as exc:
+        raise ApiError(409, "job_final", f"job {job_id!r} is already final") from exc
+    if job is None:
+        raise ApiError(404, "not_found", f"no job {job_id!r}")
+    return job_view(job, rate=rt.rate_for(job.provider))
+
+
+def _sse(event: str, data: str, event_id: str | None = None) -> str:
+    head = f"id: {event_id}\n" if event_id is not None else ""
+    return f"{head}event: {event}\ndata: {data}\n\n"
+
+
+@router.get(
+    "/{job_id}/events",
+    responses={
+        **ERRORS,
+        200: {"content": {"text/event-stream": {}}, "description": "a stream of `job` events"},
+    },
+    response_class=StreamingResponse,
+)
+async def events(
+    job_id: str,
+    request: Request,
+    rt: RuntimeDep,
+    who: Reader,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: a `job` event (the job, as GET returns it) whenever it changes, an
+    `end` event once it is final, then the stream closes. The event id is the job's version,
+    so a reconnect with Last-Event-ID skips an unchanged job."""
+    first = await run_in_threadpool(
+        service.get_job, sessions=rt.sessions, job_id=job_id, tenant=who.tenant
+    )
+    if first is None:
+        raise ApiError(404, "not_found", f"no job {job_id!r}")
+
+    async def stream() -> AsyncIterator[str]:
+        seen = last_event_id
+        quiet = 0.0
+        job: Job | None = first
+        while job is not None:
+            if str(job.version) != seen:
+                seen = str(job.version)
+                view = job_view(job, rate=rt.rate_for(job.provider))
+                yield _sse("job", view.model_dump_json(exclude={"callbacks"}), seen)
+                quiet = 0.0
+            if JobState(job.state).final:
+                yield _sse("end", json.dumps({"state": job.state}))
+                return
+            if quiet >= EVENTS_KEEPALIVE_S:
+                yield ": keepalive\n\n"  # a comment: keeps proxies from closing the stream
+                quiet = 0.0
+            await asyncio.sleep(EVENTS_POLL_S)
+            quiet += EVENTS_POLL_S
+            if await request.is_disconnected():
+                return
+            version = await run_in_threadpool(
+                service.get_job_version, sessions=rt.sessions, job_id=job_id, tenant=who.tenant
+            )
+            if version is None:
+                return
+            if str(version) != seen:
+                job = await run_in_threadpool(
+                    service.get_job, sessions=rt.sessions, job_id=job_id, tenant=who.tenant
+                )
+
+    headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    return StreamingResponse(stream(), media_type="text/event-stream", headers=headers)
 
 
 @router.get("/{job_id}/instances", response_model=TargetPage, responses=ERRORS)

@@ -1,0 +1,1 @@
+"""Webhooks both ways: verifying what senders POST to us, signing what we POST back."""
