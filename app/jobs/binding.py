@@ -138,23 +138,26 @@ def _attempt_rows(
 ) -> None:
     """One attempts row per call per claimed instance it covered."""
     by_instance = {c.instance_id: c.target_id for c in claims}
+    rows: list[dict[str, object]] = []
     for call in calls:
         for iid in call.instance_ids:
             target_id = by_instance.get(iid)
             if target_id is None:
                 continue
             error = call.error_for(iid)
-            repo.add_attempt(
-                session,
-                target_id=target_id,
-                action=call.action,
-                started_at=call.started_at,
-                latency_ms=call.latency_ms,
-                http_status=call.http_status,
-                request_id=call.request_id,
-                error_code=error.code if error else None,
-                error_message=error.message if error else None,
+            rows.append(
+                {
+                    "target_id": target_id,
+                    "action": call.action,
+                    "started_at": call.started_at,
+                    "latency_ms": call.latency_ms,
+                    "http_status": call.http_status,
+                    "request_id": call.request_id,
+                    "error_code": error.code if error else None,
+                    "error_message": error.message if error else None,
+                }
             )
+    repo.add_attempts(session, rows)
 
 
 def _record(rt: Runtime, claims: Sequence[repo.Claim], outcome: Outcome, *, verify: bool) -> None:
@@ -240,11 +243,27 @@ def _notes(notes: Mapping[str, str]) -> dict[str, object]:
 
 
 def verify_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
-    """Look up accepted binds (those due in the verify phase) in one provider turn; returns
-    the number of cloud calls made."""
-    claims, job = _claim_verify(rt, target_ids)
-    if not claims or job is None:
-        return 0
+    """Look up accepted binds (those due in the verify phase) in one provider turn per job;
+    returns the number of cloud calls made."""
+    now = utcnow()
+    token = secrets.token_hex(16)
+    with transaction(rt.sessions) as session:
+        claims = repo.claim_verify(
+            session,
+            target_ids,
+            now,
+            token=token,
+            lease_until=now + timedelta(seconds=rt.settings.lease_s),
+        )
+        jobs = {j: session.get(Job, j) for j in {c.job_id for c in claims}}
+    calls = 0
+    for job_id, job in jobs.items():  # the dispatcher batches one job's targets; be safe
+        assert job is not None  # a target's job cannot vanish while the target exists
+        calls += _verify_job(rt, job, [c for c in claims if c.job_id == job_id])
+    return calls
+
+
+def _verify_job(rt: Runtime, job: Job, claims: list[repo.VerifyClaim]) -> int:
     try:
         provider = rt.provider(job.provider, job.account)
     except (ProviderConfigError, KeyError) as exc:
@@ -267,42 +286,6 @@ def verify_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
     return len(outcome.calls)
 
 
-def _claim_verify(
-    rt: Runtime, target_ids: Sequence[int]
-) -> tuple[list[repo.VerifyClaim], Job | None]:
-    now = utcnow()
-    lease_until = now + timedelta(seconds=rt.settings.lease_s)
-    claims: list[repo.VerifyClaim] = []
-    with transaction(rt.sessions) as session:
-        rows = repo.claimable_verify(session, target_ids, now)
-        job = session.get(Job, rows[0].job_id) if rows else None
-        for t in rows:
-            if job is None or t.job_id != job.id:
-                continue
-            token = secrets.token_hex(16)
-            if repo.update_running(
-                session,
-                target_id=t.id,
-                holder=None,
-                in_phase=repo.VERIFY,
-                lease_until=lease_until,
-                lease_token=token,
-                dispatched_until=None,
-            ):
-                claims.append(
-                    repo.VerifyClaim(
-                        target_id=t.id,
-                        job_id=t.job_id,
-                        instance_id=t.instance_id,
-                        bind_request_id=t.request_id,
-                        verify_started_at=t.verify_started_at or now,
-                        verify_checks=t.verify_checks,
-                        lease_token=token,
-                    )
-                )
-    return claims, job
-
-
 def verify_backoff(checks: int, *, first_s: float, max_s: float) -> float:
     """Seconds until the next look after `checks` looks that found the bind still going."""
     return min(max_s, max(first_s, 0.5) * 2 ** max(0, checks - 1))
@@ -312,6 +295,7 @@ def _record_verify(rt: Runtime, claims: Sequence[repo.VerifyClaim], outcome: Out
     now = utcnow()
     s = rt.settings
     deltas = repo.CounterDeltas()
+    verified: dict[str | None, list[repo.VerifyClaim]] = {}
     with transaction(rt.sessions) as session:
         _attempt_rows(session, claims, outcome.calls)
         for c in claims:
@@ -337,6 +321,10 @@ def _record_verify(rt: Runtime, claims: Sequence[repo.VerifyClaim], outcome: Out
                 "lease_until": None,
                 "lease_token": None,
             }
+            if result.status is InstanceStatus.VERIFIED and not result.notes:
+                # The common case, many at once: one statement per verify call.
+                verified.setdefault(result.request_id, []).append(c)
+                continue
             if result.status is InstanceStatus.VERIFIED:
                 _finish(session, deltas, c, TargetState.SUCCEEDED, now, None, None, **common)
                 continue
@@ -373,6 +361,24 @@ def _record_verify(rt: Runtime, claims: Sequence[repo.VerifyClaim], outcome: Out
                 error_message=error.message if error else None,
                 **common,
             )
+        for request_id, group in verified.items():
+            moved = repo.move_targets(
+                session,
+                deltas,
+                target_ids=[c.target_id for c in group],
+                job_id=group[0].job_id,
+                src=TargetState.RUNNING,
+                dst=TargetState.SUCCEEDED,
+                holder=group[0].lease_token,
+                verify_request_id=request_id,
+                error_code=None,
+                error_message=None,
+                lease_until=None,
+                lease_token=None,
+                finished_at=now,
+            )
+            if moved < len(group):
+                log.warning("lease lost for %d targets before recording", len(group) - moved)
         repo.apply_counts(session, deltas, now)
 
 
