@@ -141,3 +141,14 @@ def test_cn_and_intl_endpoints(endpoint: str, url: str, tmp_path: Path) -> None:
     p = connect(Account("tencent", "x", endpoint, creds), Settings(home=tmp_path))
     assert isinstance(p, TencentProvider) and p.client.endpoint == url
     p.close()
+
+
+def test_the_accounts_file_may_be_toml(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text(
+        '[tencent.staging]\nendpoint = "intl"\nsecret_id = "AKIDs"\nsecret_key = "k"\n'
+        "[tencent.staging.rates]\nAssociateInstancesKeyPairs = 5\n"
+    )
+    staging = load_accounts(Settings(home=tmp_path, accounts_file=path)).get("tencent", "staging")
+    assert staging is not None and staging.endpoint == "intl"
+    assert staging.rates == {"AssociateInstancesKeyPairs": 5.0}
