@@ -9,7 +9,7 @@ import os
 import random
 from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +33,12 @@ DISPATCH_TASK = "keybind.dispatch"
 # behind everything else, so a job's first call is not queued behind another job's backlog.
 FRONT_PRIORITY = 0
 BULK_PRIORITY = 6
+
+
+class RatedJob(Protocol):
+    provider: str
+    account: str
+    batch_size: int
 
 
 class Runtime:
@@ -107,6 +113,12 @@ class Runtime:
         if action == s.bind_action and self.settings.rate_limit is not None:
             return self.settings.rate_limit
         return s.actions[action]
+
+    def job_rate(self, job: RatedJob) -> float:
+        """Instances/s the cloud's limit lets `job` through: its account's bind calls/s times
+        the instances each call carries. What progress estimates (ETA) divide by."""
+        bind = spec(job.provider).bind_action
+        return self.rate(job.provider, job.account, bind) * job.batch_size
 
     def limiter_key(self, provider: str, account: str, action: str) -> str:
         return f"{provider}:{account}:{action}"

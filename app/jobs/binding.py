@@ -24,16 +24,20 @@ from app.providers.base import (
     CallError,
     CallResult,
     ErrorClass,
+    InstanceResult,
     InstanceStatus,
     NoSlot,
     Outcome,
+    ProviderConfigError,
     ProviderSpec,
     VerifyRequest,
 )
+from app.providers.registry import spec as provider_spec
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 VERIFY_TIMEOUT = "keybind.VerifyTimeout"
+CONFIG_ERROR = "keybind.AccountMisconfigured"
 NO_REASON = CallError("keybind.NoReason", "the provider gave no reason", ErrorClass.RETRY)
 
 
@@ -43,7 +47,17 @@ def bind_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
     claims, job = _claim(rt, target_ids)
     if not claims or job is None:
         return 0
-    provider = rt.provider(job.provider, job.account)
+    try:
+        provider = rt.provider(job.provider, job.account)
+    except (ProviderConfigError, KeyError) as exc:
+        # No credentials to call with: retrying cannot help until an operator fixes the
+        # configuration, so each target fails saying what is missing (never a secret).
+        log.error("cannot call %s account %r: %s", job.provider, job.account, exc)
+        error = CallError(CONFIG_ERROR, str(exc).strip("'\""), ErrorClass.TERMINAL)
+        failed = InstanceResult(InstanceStatus.FAILED, error)
+        outcome = Outcome([], {c.instance_id: failed for c in claims})
+        _record(rt, claims, outcome, spec=provider_spec(job.provider))
+        return 0
     request = BindRequest(
         region=job.region,
         instance_ids=tuple(c.instance_id for c in claims),
@@ -127,7 +141,7 @@ def _attempt_rows(
 ) -> None:
     """One attempts row per call per claimed instance it covered, in one INSERT."""
     by_instance = {c.instance_id: c.target_id for c in claims}
-    rows = []
+    rows: list[dict[str, object]] = []
     for call in calls:
         for iid in call.instance_ids:
             target_id = by_instance.get(iid)
@@ -331,12 +345,35 @@ def _notes(notes: Mapping[str, str]) -> dict[str, object]:
 
 
 def verify_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
-    """Look up accepted binds (those due in the verify phase) in one provider turn; returns
-    the number of cloud calls made."""
-    claims, job = _claim_verify(rt, target_ids)
-    if not claims or job is None:
+    """Look up accepted binds (those due in the verify phase) in one provider turn per job;
+    returns the number of cloud calls made."""
+    now = utcnow()
+    token = secrets.token_hex(16)
+    with transaction(rt.sessions) as session:
+        claims = repo.claim_verify(
+            session,
+            target_ids,
+            now,
+            token=token,
+            lease_until=now + timedelta(seconds=rt.settings.lease_s),
+        )
+        jobs = {j: session.get(Job, j) for j in {c.job_id for c in claims}}
+    calls = 0
+    for job_id, job in jobs.items():  # the dispatcher batches one job's targets; be safe
+        assert job is not None  # a target's job cannot vanish while the target exists
+        calls += _verify_job(rt, job, [c for c in claims if c.job_id == job_id])
+    return calls
+
+
+def _verify_job(rt: Runtime, job: Job, claims: list[repo.VerifyClaim]) -> int:
+    try:
+        provider = rt.provider(job.provider, job.account)
+    except (ProviderConfigError, KeyError) as exc:
+        log.error("cannot call %s account %r: %s", job.provider, job.account, exc)
+        error = CallError(CONFIG_ERROR, str(exc).strip("'\""), ErrorClass.TERMINAL)
+        failed = InstanceResult(InstanceStatus.FAILED, error)
+        _record_verify(rt, claims, Outcome([], {c.instance_id: failed for c in claims}))
         return 0
-    provider = rt.provider(job.provider, job.account)
     request = VerifyRequest(
         region=job.region,
         instance_ids=tuple(c.instance_id for c in claims),
@@ -349,36 +386,6 @@ def verify_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
         outcome = Outcome()
     _record_verify(rt, claims, outcome)
     return len(outcome.calls)
-
-
-def _claim_verify(
-    rt: Runtime, target_ids: Sequence[int]
-) -> tuple[list[repo.VerifyClaim], Job | None]:
-    now = utcnow()
-    token = secrets.token_hex(16)
-    with transaction(rt.sessions) as session:
-        rows = repo.claimable_verify(session, target_ids, now)
-        job = _job(session, rows[0].job_id) if rows else None
-        rows = [t for t in rows if job is not None and t.job_id == job.id]
-        repo.lease_verify(
-            session,
-            [t.id for t in rows],
-            token=token,
-            lease_until=now + timedelta(seconds=rt.settings.lease_s),
-        )
-        claims = [
-            repo.VerifyClaim(
-                target_id=t.id,
-                job_id=t.job_id,
-                instance_id=t.instance_id,
-                bind_request_id=t.request_id,
-                verify_started_at=t.verify_started_at or now,
-                verify_checks=t.verify_checks,
-                lease_token=token,
-            )
-            for t in rows
-        ]
-    return claims, job
 
 
 def verify_backoff(checks: int, *, first_s: float, max_s: float) -> float:

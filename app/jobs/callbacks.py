@@ -70,7 +70,7 @@ def _deliver_one(rt: Runtime, http: httpx.Client, signers: list[Secret]) -> bool
             return False
         number = repo.count_callback_attempts(session, job.id) + 1
     assert job.callback_url is not None
-    body = payload(job, rt.rate_for(job.provider))
+    body = payload(job, rt.job_rate(job))
     # The id stays the same across retries, so the receiver can drop duplicates.
     headers = standard_headers(
         signers,

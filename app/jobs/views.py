@@ -28,9 +28,11 @@ def job_view(job: Job, *, rate: float, callbacks: Sequence[CallbackAttempt] = ()
         id=job.id,
         state=JobState(job.state),
         provider=job.provider,
+        account=job.account,
         region=job.region,
         key_ids=job.key_ids,
         power_policy="force_stop" if job.power_policy == "force_stop" else "refuse",
+        batch_size=job.batch_size,
         total=job.total,
         counts=Counts(
             pending=job.n_pending,

@@ -32,6 +32,7 @@ from app.jobs.schemas import (
 from app.jobs.states import JobState, TargetState
 from app.jobs.views import job_view
 from app.operator.api import CLI_AGENT
+from app.providers.base import ProviderConfigError
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
@@ -49,12 +50,19 @@ def submit_and_kick(
 ) -> JobCreated:
     """Store the job (or find the earlier one for this key), then wake the dispatcher."""
     try:
+        accounts = rt.accounts.names(body.provider)
+    except ProviderConfigError as exc:
+        log.error("accounts configuration: %s", exc)
+        raise ApiError(
+            503, "misconfigured", "keybind's accounts configuration is invalid; see its log"
+        ) from exc
+    try:
         submission = service.submit_job(
             sessions=rt.sessions,
             request=body,
             submitter=submitter,
             max_instances=rt.settings.max_instances,
-            accounts=rt.accounts.names(body.provider),
+            accounts=accounts,
             idempotency_key=idempotency_key,
             callbacks_enabled=rt.settings.callback_secret is not None,
         )
@@ -163,7 +171,7 @@ def list_jobs(
         before=_decode_cursor(cursor) if cursor else None,
         limit=limit,
     )
-    items = [job_view(j, rate=rt.rate_for(j.provider)) for j in rows]
+    items = [job_view(j, rate=rt.job_rate(j)) for j in rows]
     next_cursor = _encode_cursor(rows[-1]) if len(rows) == limit else None
     return JobPage(items=items, next_cursor=next_cursor)
 
@@ -190,7 +198,11 @@ def status(
     if detail is None:
         raise ApiError(404, "not_found", f"no job {job_id!r}")
     response.headers["ETag"] = _etag(detail.job)
-    return job_view(detail.job, rate=rt.rate_for(detail.job.provider), callbacks=detail.callbacks)
+    return job_view(
+        detail.job,
+        rate=rt.job_rate(detail.job),
+        callbacks=detail.callbacks,
+    )
 
 
 @router.post("/{job_id}/cancel", response_model=JobView, responses={**ERRORS, 409: {}})
@@ -203,7 +215,7 @@ def cancel(job_id: str, rt: RuntimeDep, who: Writer) -> JobView:
         raise ApiError(409, "job_final", f"job {job_id!r} is already final") from exc
     if job is None:
         raise ApiError(404, "not_found", f"no job {job_id!r}")
-    return job_view(job, rate=rt.rate_for(job.provider))
+    return job_view(job, rate=rt.job_rate(job))
 
 
 def _sse(event: str, data: str, event_id: str | None = None) -> str:
@@ -242,7 +254,7 @@ async def events(
         while job is not None:
             if str(job.version) != seen:
                 seen = str(job.version)
-                view = job_view(job, rate=rt.rate_for(job.provider))
+                view = job_view(job, rate=rt.job_rate(job))
                 yield _sse("job", view.model_dump_json(exclude={"callbacks"}), seen)
                 quiet = 0.0
             if JobState(job.state).final:

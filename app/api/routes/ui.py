@@ -202,7 +202,7 @@ def job_page(job_id: str, request: Request, rt: RuntimeDep) -> Response:
         limit=FAILING_SHOWN,
     )
     final = JobState(job.state).final
-    eta = eta_seconds(job, rt.rate_for(job.provider))
+    eta = eta_seconds(job, rt.job_rate(job))
     counts = "".join(
         f"<tr><td>{s.value}</td><td>{getattr(job, 'n_' + s.value)}</td></tr>" for s in TargetState
     )
