@@ -4,6 +4,8 @@ Fleet file (JSON), all fields optional:
 
     {
       "strict": false,                 # true: IDs not listed here are NotFound
+      "op_delay_s": 0.0,               # how long an operation stays OPERATING
+      "transition_s": 2.0,             # how long a transitional state lasts
       "instances": [
         {"id": "ins-r8hr2upy", "state": "RUNNING", "os": "linux", "name": "web-1",
          "zone": "ap-guangzhou-3", "tags": {"env": "prod"}, "key_ids": ["skey-oldkey01"],
@@ -235,6 +237,8 @@ class Fleet:
 
     def load(self, data: dict[str, Any], now: float) -> None:
         self.strict = bool(data.get("strict", self.strict))
+        self.op_delay_s = float(data.get("op_delay_s", self.op_delay_s))
+        self.transition_s = float(data.get("transition_s", self.transition_s))
         for spec in data.get("instances") or []:
             self.put(spec, now)
         for kp in data.get("key_pairs") or []:
