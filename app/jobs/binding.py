@@ -20,15 +20,18 @@ from app.providers.base import (
     CallError,
     CallResult,
     ErrorClass,
+    InstanceResult,
     InstanceStatus,
     NoSlot,
     Outcome,
+    ProviderConfigError,
     VerifyRequest,
 )
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
 VERIFY_TIMEOUT = "keybind.VerifyTimeout"
+CONFIG_ERROR = "keybind.AccountMisconfigured"
 NO_REASON = CallError("keybind.NoReason", "the provider gave no reason", ErrorClass.RETRY)
 
 
@@ -38,7 +41,16 @@ def bind_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
     claims, job = _claim(rt, target_ids)
     if not claims or job is None:
         return 0
-    provider = rt.provider(job.provider, job.account)
+    try:
+        provider = rt.provider(job.provider, job.account)
+    except (ProviderConfigError, KeyError) as exc:
+        # No credentials to call with: retrying cannot help until an operator fixes the
+        # configuration, so each target fails saying what is missing (never a secret).
+        log.error("cannot call %s account %r: %s", job.provider, job.account, exc)
+        error = CallError(CONFIG_ERROR, str(exc).strip("'\""), ErrorClass.TERMINAL)
+        failed = InstanceResult(InstanceStatus.FAILED, error)
+        _record(rt, claims, Outcome([], {c.instance_id: failed for c in claims}), verify=False)
+        return 0
     request = BindRequest(
         region=job.region,
         instance_ids=tuple(c.instance_id for c in claims),
@@ -236,7 +248,14 @@ def verify_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
     claims, job = _claim_verify(rt, target_ids)
     if not claims or job is None:
         return 0
-    provider = rt.provider(job.provider, job.account)
+    try:
+        provider = rt.provider(job.provider, job.account)
+    except (ProviderConfigError, KeyError) as exc:
+        log.error("cannot call %s account %r: %s", job.provider, job.account, exc)
+        error = CallError(CONFIG_ERROR, str(exc).strip("'\""), ErrorClass.TERMINAL)
+        failed = InstanceResult(InstanceStatus.FAILED, error)
+        _record_verify(rt, claims, Outcome([], {c.instance_id: failed for c in claims}))
+        return 0
     request = VerifyRequest(
         region=job.region,
         instance_ids=tuple(c.instance_id for c in claims),

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from app.config import Settings
-from app.jobs.models import Job
+from app.jobs.models import Job, Target
 from app.runtime import Runtime
 
 BODY = {
@@ -60,3 +60,40 @@ def test_an_unknown_account_is_a_422_naming_it_and_writes_nothing(
     details = r.json()["error"]["details"]
     assert any(d["field"] == "account" and d["value"] == name for d in details), details
     assert jobs(rt) == 0
+
+
+def test_an_unreadable_accounts_file_is_a_503_not_a_500(
+    settings: Settings, tmp_path: Path, token: str, rt: Runtime
+) -> None:
+    from app.api.main import create_app
+
+    path = tmp_path / "accounts.json"
+    path.write_text('{"tencent": {"x": {"secret_key": "s3cr3t-value"')
+    app = create_app(settings.model_copy(update={"accounts_file": path}))
+    with TestClient(app, headers={"Authorization": f"Bearer {token}"}) as c:
+        r = c.post("/v1/jobs", json=BODY)
+    assert r.status_code == 503 and r.json()["error"]["code"] == "misconfigured"
+    assert "s3cr3t" not in r.text
+    assert jobs(rt) == 0
+
+
+def test_a_job_whose_account_has_no_credentials_fails_saying_so(rt: Runtime) -> None:
+    from app.jobs.binding import bind_targets
+    from app.jobs.schemas import JobCreate
+    from app.jobs.service import Submitter, submit_job
+
+    job = submit_job(
+        sessions=rt.sessions,
+        request=JobCreate.model_validate(BODY),
+        submitter=Submitter("test"),
+        max_instances=10,
+    ).job
+    with rt.sessions() as s:
+        target_ids = list(s.scalars(select(Target.id).where(Target.job_id == job.id)))
+    assert bind_targets(rt, target_ids) == 0
+    with rt.sessions() as s:
+        t = s.scalars(select(Target).where(Target.job_id == job.id)).one()
+        final = s.get(Job, job.id)
+    assert t.state == "failed" and t.error_code == "keybind.AccountMisconfigured"
+    assert "SECRET_ID" in (t.error_message or "")
+    assert final is not None and final.state == "failed" and final.n_failed == 1

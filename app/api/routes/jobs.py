@@ -22,6 +22,7 @@ from app.jobs.schemas import (
     TargetView,
 )
 from app.jobs.states import JobState, TargetState
+from app.providers.base import ProviderConfigError
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -64,12 +65,19 @@ def submit(
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> JobCreated:
     try:
+        accounts = rt.accounts.names(body.provider)
+    except ProviderConfigError as exc:
+        log.error("accounts configuration: %s", exc)
+        raise ApiError(
+            503, "misconfigured", "keybind's accounts configuration is invalid; see its log"
+        ) from exc
+    try:
         submission = service.submit_job(
             sessions=rt.sessions,
             request=body,
             submitter=service.Submitter(name=who.name, source="api"),
             max_instances=rt.settings.max_instances,
-            accounts=rt.accounts.names(body.provider),
+            accounts=accounts,
             idempotency_key=idempotency_key,
         )
     except service.IdempotencyConflict as exc:
