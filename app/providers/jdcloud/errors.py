@@ -47,6 +47,7 @@ TABLE: dict[str, tuple[ErrorClass, str]] = {
     "keybind.DetachFailed": (R, "replace: detachKeypair did not take the instance"),
     "keybind.NoSlot": (R, "replace: detached, but no attachKeypair slot within the wait"),
     "keybind.WorkerLost": (R, "the worker calling for the instance stopped (the sweeper retries)"),
+    "keybind.AccountMisconfigured": (T, "the job's account has no usable credentials"),
     # keybind's own: the verify phase (describeInstances after an accepted attach).
     "keybind.KeyNotBound": (T, "attach succeeded but keyNames shows another key"),
     "keybind.VerifyNotFound": (T, "describeInstances no longer finds the instance"),

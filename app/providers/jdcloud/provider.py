@@ -64,6 +64,16 @@ def _not_found(iid: str) -> CallError:
     return _error("NOT_FOUND", f"Instance '{iid}' not found.")
 
 
+def _refusal(error: CallError, replacing: bool) -> CallError:
+    """JD's refusal of one instance as keybind records it: "Already attached" says to use
+    replace, or, in replace mode (a key attached since our detach), is worth another try."""
+    if not is_already_attached(error.code, error.message):
+        return error
+    if replacing:
+        return replace(error, error_class=classify("ABORTED"))
+    return replace(error, message=error.message + REPLACE_HINT)
+
+
 def diagnose(
     iid: str, view: InstanceView | None, key_name: str, *, replacing: bool
 ) -> InstanceResult:
@@ -263,19 +273,13 @@ class JDCloudProvider:
             )
             if len(ids) == 1 or not per_instance:
                 # The answer is about this one instance, or about the whole call.
-                error = call.error
-                if len(ids) == 1 and is_already_attached(error.code, error.message):
-                    error = replace(error, message=error.message + REPLACE_HINT)
-                    if replacing:
-                        error = replace(error, error_class=classify("ABORTED"))
+                error = _refusal(call.error, replacing) if len(ids) == 1 else call.error
                 for iid in ids:
                     results[iid] = InstanceResult(InstanceStatus.FAILED, error, call.request_id)
             else:
                 # A batch refused because of one instance (named, or not): find out for each.
                 for iid in named:
-                    error = call.error
-                    if is_already_attached(error.code, error.message) and not replacing:
-                        error = replace(error, message=error.message + REPLACE_HINT)
+                    error = _refusal(call.error, replacing)
                     results[iid] = InstanceResult(InstanceStatus.FAILED, error, call.request_id)
                 doubtful = [i for i in ids if i not in named]
         if doubtful:
