@@ -26,7 +26,9 @@ def test_submit_wait_follows_a_thousand_instances_to_a_summary(
     path = tmp_path / "fleet.txt"
     path.write_text("".join(f"ins-w{i:07d}\n" for i in range(1000)))
     with api_server(e2e_settings) as api:
-        done = keybind(api, token, "submit", *ARGS, "--instances-file", str(path), "--wait")
+        done = keybind(
+            api, token, "submit", *ARGS, "--instances-file", str(path), "--wait", timeout=600
+        )
     print(done.stdout, done.stderr, sep="\n")
     assert done.returncode == EXIT_OK, done.stderr
     assert "accepted: 1,000 instances" in done.stdout
