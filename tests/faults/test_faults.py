@@ -17,7 +17,7 @@ import redis
 from sqlalchemy import func, select
 
 from app.config import Settings
-from app.jobs.models import Attempt, Job, Target
+from app.jobs.models import Attempt, Target
 from app.runtime import Runtime
 from tests.faults.conftest import check_invariants, progress, record, submit, wait_done
 from tests.support.processes import Processes, settings_env, wait_for
@@ -81,12 +81,12 @@ def test_worker_sigterm_drains_then_a_new_worker_finishes(
     victim.popen.wait(30)
     drain_s = round(time.monotonic() - t, 2)
     with rt.sessions() as s:
-        job = s.get(Job, job_id)
-        assert job is not None
+        # Accepted binds waiting for their verify look are `running` without a lease; what a
+        # drained worker must not leave behind is a lease only the sweeper could clear.
         held = s.scalar(
             select(func.count()).where(Target.job_id == job_id, Target.lease_token.is_not(None))
         )
-    assert (job.n_running, held) == (0, 0), "a drained worker must leave no target leased"
+    assert held == 0, "a drained worker must leave no target leased"
     assert "Warm shutdown" in victim.log()
     procs.worker(env, concurrency=3)
     recovery = recovery_time(rt, job_id, time.monotonic())
@@ -99,9 +99,10 @@ def test_worker_sigterm_drains_then_a_new_worker_finishes(
             select(func.count())
             .select_from(Attempt)
             .join(Target, Target.id == Attempt.target_id)
-            .where(Target.job_id == job_id)
+            .where(Target.job_id == job_id, Attempt.action == "AssociateInstancesKeyPairs")
         )
-    # The sweeper counts an attempt without a call record; equality means it never had to.
+    # `attempts` counts bind calls; the sweeper counts one without a call record, so
+    # equality with the bind calls on record means it never had to step in.
     assert counted == recorded
     record(
         "worker SIGTERM (redeploy)",
