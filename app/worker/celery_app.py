@@ -8,6 +8,7 @@ from celery import Celery
 from kombu import Exchange, Queue
 
 from app.config import Settings
+from app.worker import embedded_broker
 
 # Redis re-delivers any message not acked within this; our tasks finish in seconds and retry
 # times live in the database, so it only has to outlast one call plus a limiter wait.
@@ -33,7 +34,8 @@ def create_celery(settings: Settings) -> Celery:
     from app.worker import tasks
 
     prefix = settings.queue_prefix
-    app = Celery("keybind", broker=settings.effective_broker_url, set_as_current=False)
+    broker = embedded_broker.broker_url(settings.effective_broker_url)
+    app = Celery("keybind", broker=broker, set_as_current=False)
     app.conf.update(
         task_acks_late=True,
         task_reject_on_worker_lost=True,
