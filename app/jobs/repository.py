@@ -288,21 +288,6 @@ def claim_targets(
     return claims
 
 
-def claimable(session: Session, target_ids: Sequence[int], now: datetime) -> list[Target]:
-    """Targets among `target_ids` that are waiting and due, locked against other claimers."""
-    stmt = (
-        select(Target)
-        .where(
-            Target.id.in_(target_ids),
-            Target.state.in_(WAITING),
-            Target.next_attempt_at <= now,
-        )
-        .order_by(Target.id)
-        .with_for_update(skip_locked=True)
-    )
-    return list(session.scalars(stmt))
-
-
 @dataclass(frozen=True, slots=True)
 class VerifyClaim:
     target_id: int
@@ -387,14 +372,6 @@ def claim_verify(
     ]
 
 
-def bind_in_flight(session: Session, job_ids: Sequence[str]) -> int:
-    """Targets a worker holds for a bind call (verify-phase ones do not use the bind limit)."""
-    stmt = select(func.count()).where(
-        Target.job_id.in_(job_ids), Target.state == RUNNING, Target.phase == BIND
-    )
-    return int(session.scalar(stmt) or 0)
-
-
 def verify_outstanding(session: Session, job_ids: Sequence[str], now: datetime) -> int:
     """Verify-phase targets held by a worker or out with the broker."""
     stmt = select(func.count()).where(
@@ -451,34 +428,6 @@ def active_jobs(session: Session) -> list[Job]:
         select(Job)
         .where(Job.state.in_(ACTIVE_JOB_STATES), Job.cancel_requested_at.is_(None))
         .order_by(Job.priority.desc(), Job.created_at)
-    )
-    return list(session.scalars(stmt))
-
-
-def dispatched_count(session: Session, job_ids: Sequence[str], now: datetime) -> int:
-    """Targets handed to the broker and not yet claimed (their release still holds)."""
-    stmt = select(func.count()).where(
-        Target.job_id.in_(job_ids),
-        Target.dispatched_until.is_not(None),
-        Target.dispatched_until > now,
-        Target.state.in_(WAITING),
-    )
-    return int(session.scalar(stmt) or 0)
-
-
-def due_target_ids(session: Session, job_id: str, now: datetime, limit: int) -> list[int]:
-    """Waiting targets of one job that are due and not already out with the broker."""
-    stmt = (
-        select(Target.id)
-        .where(
-            Target.job_id == job_id,
-            Target.state.in_(WAITING),
-            Target.next_attempt_at <= now,
-            or_(Target.dispatched_until.is_(None), Target.dispatched_until <= now),
-        )
-        .order_by(Target.next_attempt_at, Target.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
     )
     return list(session.scalars(stmt))
 
