@@ -385,7 +385,11 @@ def dev(
     if not env.get("TENCENTCLOUD_SECRET_ID"):
         env["TENCENTCLOUD_SECRET_ID"] = DEV_SECRET_ID
         env["TENCENTCLOUD_SECRET_KEY"] = DEV_SECRET_KEY
+    if not env.get("JDCLOUD_ACCESS_KEY"):
+        env["JDCLOUD_ACCESS_KEY"] = DEV_JD_ACCESS_KEY
+        env["JDCLOUD_SECRET_KEY"] = DEV_JD_SECRET_KEY
     env.setdefault("KEYBIND_TENCENT_ENDPOINT", f"http://127.0.0.1:{simulator_port}")
+    env.setdefault("KEYBIND_JDCLOUD_ENDPOINT", f"http://127.0.0.1:{simulator_port}")
     env.setdefault("NO_PROXY", "127.0.0.1,localhost")
     os.environ.update(env)
     settings = Settings()
@@ -417,7 +421,7 @@ def dev(
         typer.echo(
             f"\nkeybind is up (embedded mode, data in {settings.home.resolve()})\n"
             f"  API        {api_url}   (docs: {api_url}/docs)\n"
-            f"  simulator  http://127.0.0.1:{simulator_port}   (a fake Tencent CVM endpoint)\n"
+            f"  simulator  http://127.0.0.1:{simulator_port}   (fake Tencent CVM and JD Cloud VM)\n"
             f"  token      {token}\n\n"
             "Submit a job:\n"
             f"  curl -s -X POST {api_url}/v1/jobs -H 'Authorization: Bearer {token}' \\\n"
