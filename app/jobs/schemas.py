@@ -135,6 +135,10 @@ class JDCloudJobCreate(JobOptions):
 # The body of `POST /v1/jobs`, chosen by `provider`.
 JobRequest = Annotated[JobCreate | JDCloudJobCreate, Field(discriminator="provider")]
 PROVIDER_TAGS = ("tencent", "jdcloud")
+ProviderName = Literal["tencent", "jdcloud"]
+# What a job id looks like (keybind's are UUIDs): anything else cannot name a job, and text
+# with control bytes must never reach the database driver.
+JOB_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"
 
 
 class FieldProblem(BaseModel):

@@ -242,3 +242,16 @@ def test_more_instances_than_the_limit_is_a_422(rt: Runtime, token: str) -> None
             "message": "at most 2 instances per job",
         }
     assert count(rt, Job) == 0
+
+
+def test_control_bytes_in_a_query_or_path_are_a_422_never_a_500(client: TestClient) -> None:
+    # Found by schemathesis: PostgreSQL text cannot hold NUL, and the driver says so with a
+    # ValueError. Such values must be refused where they enter, naming the field.
+    r = client.get("/v1/jobs", params={"provider": "é\x00"})
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "provider"
+    for path in ("/v1/jobs/a%00b", "/v1/jobs/a%00b/instances", "/v1/jobs/a%00b/events"):
+        r = client.get(path)
+        assert r.status_code == 422, path
+        assert r.json()["error"]["details"][0]["field"] == "job_id"
+    assert client.post("/v1/jobs/a%00b/cancel").status_code == 422
+    assert client.get("/v1/jobs/nope").status_code == 404  # a plain unknown id stays a 404

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 from typing import Any
 
 import schemathesis
@@ -12,7 +13,10 @@ from pydantic import SecretStr
 from app.api.main import create_app
 from app.runtime import Runtime
 
-EXAMPLES = 60  # per operation
+EXAMPLES = int(os.environ.get("KEYBIND_SCHEMATHESIS_EXAMPLES", "60"))  # per operation
+# Fixed cases in the suite, so a run is red only for a change and not for a new random draw;
+# KEYBIND_SCHEMATHESIS_EXPLORE=1 draws fresh ones (what found the NUL-byte 500).
+EXPLORE = os.environ.get("KEYBIND_SCHEMATHESIS_EXPLORE") == "1"
 
 
 def test_api_honours_its_schema(rt: Runtime, token: str) -> None:
@@ -32,6 +36,7 @@ def test_api_honours_its_schema(rt: Runtime, token: str) -> None:
             max_examples=EXAMPLES,
             deadline=None,
             database=None,
+            derandomize=not EXPLORE,
             suppress_health_check=list(HealthCheck),
         )
         def run(case: Any) -> None:

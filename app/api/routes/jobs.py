@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Query, Request, Response
+from fastapi import APIRouter, Header, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 from kombu.exceptions import KombuError
 from starlette.concurrency import run_in_threadpool
@@ -21,11 +21,13 @@ from app.jobs import repository as repo
 from app.jobs import service
 from app.jobs.models import Job
 from app.jobs.schemas import (
+    JOB_ID_PATTERN,
     ErrorResponse,
     JobCreated,
     JobPage,
     JobRequest,
     JobView,
+    ProviderName,
     TargetPage,
     TargetView,
 )
@@ -36,6 +38,7 @@ from app.providers.base import ProviderConfigError
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
+JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN)]
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 ERRORS: dict[int | str, dict[str, object]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 422, 503)
@@ -152,7 +155,7 @@ def list_jobs(
     rt: RuntimeDep,
     who: Reader,
     state: JobState | None = None,
-    provider: Annotated[str | None, Query(max_length=16)] = None,
+    provider: ProviderName | None = None,
     created_after: datetime | None = None,
     created_before: datetime | None = None,
     limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -182,7 +185,7 @@ def _etag(job: Job) -> str:
 
 @router.get("/{job_id}", response_model=JobView, responses={**ERRORS, 304: {}})
 def status(
-    job_id: str,
+    job_id: JobId,
     rt: RuntimeDep,
     who: Reader,
     response: Response,
@@ -206,7 +209,7 @@ def status(
 
 
 @router.post("/{job_id}/cancel", response_model=JobView, responses={**ERRORS, 409: {}})
-def cancel(job_id: str, rt: RuntimeDep, who: Writer) -> JobView:
+def cancel(job_id: JobId, rt: RuntimeDep, who: Writer) -> JobView:
     """Targets not yet called become `cancelled` now; calls in flight finish; the job ends
     `cancelled`. Repeating it is harmless; a job already final is a 409."""
     try:
@@ -232,7 +235,7 @@ def _sse(event: str, data: str, event_id: str | None = None) -> str:
     response_class=StreamingResponse,
 )
 async def events(
-    job_id: str,
+    job_id: JobId,
     request: Request,
     rt: RuntimeDep,
     who: Reader,
@@ -283,7 +286,7 @@ async def events(
 
 @router.get("/{job_id}/instances", response_model=TargetPage, responses=ERRORS)
 def instances(
-    job_id: str,
+    job_id: JobId,
     rt: RuntimeDep,
     who: Reader,
     state: TargetState | None = None,

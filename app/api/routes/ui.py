@@ -9,6 +9,7 @@ only read, so a forged cross-site request can change nothing.
 from __future__ import annotations
 
 import html
+import re
 from datetime import datetime
 from typing import Annotated
 from urllib.parse import parse_qs, quote
@@ -21,6 +22,7 @@ from app.auth.tokens import Principal, authenticate
 from app.jobs import repository as repo
 from app.jobs import service
 from app.jobs.models import Job
+from app.jobs.schemas import JOB_ID_PATTERN
 from app.jobs.states import JobState, TargetState
 from app.jobs.views import eta_seconds, progress
 from app.runtime import Runtime
@@ -191,7 +193,11 @@ def job_page(job_id: str, request: Request, rt: RuntimeDep) -> Response:
     who = _who(request, rt)
     if who is None:
         return _to_login(request)
-    job = service.get_job(sessions=rt.sessions, job_id=job_id, tenant=who.tenant)
+    job = (
+        service.get_job(sessions=rt.sessions, job_id=job_id, tenant=who.tenant)
+        if re.fullmatch(JOB_ID_PATTERN, job_id)
+        else None
+    )
     if job is None:
         return _page("Not found", f"<h1>No job {html.escape(job_id)}</h1>")
     failing = service.list_targets(
