@@ -6,7 +6,7 @@ import json
 import logging
 import random
 import secrets
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -28,6 +28,7 @@ from app.providers.base import (
     InstanceStatus,
     NoSlot,
     Outcome,
+    Provider,
     ProviderConfigError,
     ProviderSpec,
     VerifyRequest,
@@ -41,21 +42,31 @@ CONFIG_ERROR = "keybind.AccountMisconfigured"
 NO_REASON = CallError("keybind.NoReason", "the provider gave no reason", ErrorClass.RETRY)
 
 
+def _connect(rt: Runtime, job: Job) -> Provider | CallError:
+    """The job's provider, connected; or, with no credentials to call with, the error every
+    target fails with: retrying cannot help until an operator fixes the configuration."""
+    try:
+        return rt.provider(job.provider, job.account)
+    except (ProviderConfigError, KeyError) as exc:
+        log.error("cannot call %s account %r: %s", job.provider, job.account, exc)
+        # Says what is missing, never a secret.
+        return CallError(CONFIG_ERROR, str(exc).strip("'\""), ErrorClass.TERMINAL)
+
+
+def _all_failed(instance_ids: Iterable[str], error: CallError) -> Outcome:
+    failed = InstanceResult(InstanceStatus.FAILED, error)
+    return Outcome([], dict.fromkeys(instance_ids, failed))
+
+
 def bind_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
     """Bind the given targets (those still waiting and due) in one provider turn; returns the
     number of cloud calls made."""
     claims, job = _claim(rt, target_ids)
     if not claims or job is None:
         return 0
-    try:
-        provider = rt.provider(job.provider, job.account)
-    except (ProviderConfigError, KeyError) as exc:
-        # No credentials to call with: retrying cannot help until an operator fixes the
-        # configuration, so each target fails saying what is missing (never a secret).
-        log.error("cannot call %s account %r: %s", job.provider, job.account, exc)
-        error = CallError(CONFIG_ERROR, str(exc).strip("'\""), ErrorClass.TERMINAL)
-        failed = InstanceResult(InstanceStatus.FAILED, error)
-        outcome = Outcome([], {c.instance_id: failed for c in claims})
+    provider = _connect(rt, job)
+    if isinstance(provider, CallError):
+        outcome = _all_failed((c.instance_id for c in claims), provider)
         _record(rt, claims, outcome, spec=provider_spec(job.provider))
         return 0
     request = BindRequest(
@@ -366,13 +377,9 @@ def verify_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
 
 
 def _verify_job(rt: Runtime, job: Job, claims: list[repo.VerifyClaim]) -> int:
-    try:
-        provider = rt.provider(job.provider, job.account)
-    except (ProviderConfigError, KeyError) as exc:
-        log.error("cannot call %s account %r: %s", job.provider, job.account, exc)
-        error = CallError(CONFIG_ERROR, str(exc).strip("'\""), ErrorClass.TERMINAL)
-        failed = InstanceResult(InstanceStatus.FAILED, error)
-        _record_verify(rt, claims, Outcome([], {c.instance_id: failed for c in claims}))
+    provider = _connect(rt, job)
+    if isinstance(provider, CallError):
+        _record_verify(rt, claims, _all_failed((c.instance_id for c in claims), provider))
         return 0
     request = VerifyRequest(
         region=job.region,
