@@ -163,6 +163,15 @@ class Account:
         value = self.credentials.get(name)
         return value.get_secret_value() if value is not None else None
 
+    def required(self, name: str, env_prefix: str) -> str:
+        """A credential the account cannot call without. Missing, the error names where it
+        should come from (`<env_prefix>NAME` for the default account), never a value."""
+        value = self.secret(name)
+        if not value:
+            where = env_prefix if self.name == "default" else f"account {self.name!r}: "
+            raise ProviderConfigError(f"{where}{name.upper()} is not set")
+        return value
+
     def __repr__(self) -> str:  # never the credentials
         return f"Account(provider={self.provider!r}, name={self.name!r})"
 

@@ -26,7 +26,6 @@ from app.providers.base import (
     NoSlot,
     Outcome,
     Pace,
-    ProviderConfigError,
     ProviderSpec,
     VerifyRequest,
 )
@@ -335,13 +334,8 @@ class JDCloudProvider:
 
 
 def connect(account: Account, settings: Settings) -> JDCloudProvider:
-    access_key = account.secret("access_key")
-    secret_key = account.secret("secret_key")
-    where = "JDCLOUD_" if account.name == "default" else f"account {account.name!r}: "
-    if not access_key:
-        raise ProviderConfigError(f"{where}ACCESS_KEY is not set")
-    if not secret_key:
-        raise ProviderConfigError(f"{where}SECRET_KEY is not set")
+    access_key = account.required("access_key", "JDCLOUD_")
+    secret_key = account.required("secret_key", "JDCLOUD_")
     client = JDCloudClient(
         endpoint=account.endpoint or DEFAULT_ENDPOINT,
         access_key=access_key,

@@ -17,7 +17,6 @@ from app.providers.base import (
     NoSlot,
     Outcome,
     Pace,
-    ProviderConfigError,
     ProviderSpec,
     VerifyRequest,
 )
@@ -140,13 +139,8 @@ class TencentProvider:
 
 
 def connect(account: Account, settings: Settings) -> TencentProvider:
-    secret_id = account.secret("secret_id")
-    secret_key = account.secret("secret_key")
-    where = "TENCENTCLOUD_" if account.name == "default" else f"account {account.name!r}: "
-    if not secret_id:
-        raise ProviderConfigError(f"{where}SECRET_ID is not set")
-    if not secret_key:
-        raise ProviderConfigError(f"{where}SECRET_KEY is not set")
+    secret_id = account.required("secret_id", "TENCENTCLOUD_")
+    secret_key = account.required("secret_key", "TENCENTCLOUD_")
     client = TencentClient(
         endpoint=ENDPOINT_ALIASES.get(account.endpoint, account.endpoint),
         secret_id=secret_id,
