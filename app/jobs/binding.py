@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction, utcnow
 from app.jobs import batching
@@ -40,7 +40,14 @@ NO_REASON = CallError("keybind.NoReason", "the provider gave no reason", ErrorCl
 def bind_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
     """Bind the given targets (those still waiting and due) in one provider turn; returns the
     number of cloud calls made."""
-    claims, job = _claim(rt, target_ids)
+    # One connection for the whole turn (claim, call, record): one pool checkout and liveness
+    # ping instead of one per transaction.
+    with rt.engine.connect() as conn:
+        return _bind_turn(rt, sessionmaker(conn, expire_on_commit=False), target_ids)
+
+
+def _bind_turn(rt: Runtime, sessions: sessionmaker[Session], target_ids: Sequence[int]) -> int:
+    claims, job = _claim(rt, sessions, target_ids)
     if not claims or job is None:
         return 0
     provider = rt.provider(job.provider, job.account)
@@ -57,7 +64,7 @@ def bind_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
         # No slot within the bound: hand the targets back untouched rather than hold a
         # worker slot hostage; the dispatcher releases them again.
         outcome = Outcome()
-    if _record(rt, claims, outcome, spec=provider.spec):
+    if _record(rt, sessions, claims, outcome, spec=provider.spec):
         # Halves are due now; the next tick would release them anyway, a kick saves waiting.
         rt.kick_dispatch()
     return len(outcome.calls)
@@ -80,10 +87,12 @@ def _job(session: Session, job_id: str) -> Job | None:
     return job
 
 
-def _claim(rt: Runtime, target_ids: Sequence[int]) -> tuple[list[repo.Claim], Job | None]:
+def _claim(
+    rt: Runtime, sessions: sessionmaker[Session], target_ids: Sequence[int]
+) -> tuple[list[repo.Claim], Job | None]:
     now = utcnow()
     deltas = repo.CounterDeltas()
-    with transaction(rt.sessions) as session:
+    with transaction(sessions) as session:
         claims = repo.claim_targets(
             session,
             deltas,
@@ -97,11 +106,11 @@ def _claim(rt: Runtime, target_ids: Sequence[int]) -> tuple[list[repo.Claim], Jo
     return claims, job
 
 
-def _release(rt: Runtime, claims: Sequence[repo.Claim]) -> None:
+def _release(sessions: sessionmaker[Session], claims: Sequence[repo.Claim]) -> None:
     """Hand claimed targets back untouched (no call was made for them)."""
     now = utcnow()
     deltas = repo.CounterDeltas()
-    with transaction(rt.sessions) as session:
+    with transaction(sessions) as session:
         for prior in {c.prior_state for c in claims}:
             mine = [c for c in claims if c.prior_state == prior]
             repo.move_targets(
@@ -230,7 +239,12 @@ def _splitting(
 
 
 def _record(
-    rt: Runtime, claims: Sequence[repo.Claim], outcome: Outcome, *, spec: ProviderSpec
+    rt: Runtime,
+    sessions: sessionmaker[Session],
+    claims: Sequence[repo.Claim],
+    outcome: Outcome,
+    *,
+    spec: ProviderSpec,
 ) -> bool:
     """Write the turn's results; True when a call was split in halves (now due)."""
     now = utcnow()
@@ -314,12 +328,12 @@ def _record(
         if d.state.final:
             values["finished_at"] = now
         writes.add(c.target_id, dst=d.state, count=("attempts",), **values)
-    with transaction(rt.sessions) as session:
+    with transaction(sessions) as session:
         _attempt_rows(session, claims, outcome.calls)
         writes.flush(session, deltas)
         repo.apply_counts(session, deltas, now)
     if untouched:
-        _release(rt, untouched)
+        _release(sessions, untouched)
     return bool(splitting)
 
 

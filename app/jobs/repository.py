@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -224,73 +224,72 @@ def claim_targets(
     token: str,
 ) -> list[Claim]:
     """Lease to `token` the targets among `target_ids` that are waiting and due and belong to
-    the first one's job (a batch is always one job's). Two statements whatever the batch size:
-    lock the rows, then move them all."""
-    rows = session.execute(
-        select(
-            Target.id,
-            Target.job_id,
-            Target.instance_id,
-            Target.state,
-            Target.attempts,
-            Target.first_attempt_at,
-            Target.bisect_calls,
-        )
+    the first one's job (a batch is always one job's). On PostgreSQL one statement whatever
+    the batch size (lock, move, and return what each was before); elsewhere two."""
+    if not target_ids:
+        return []
+    claimable = (
+        select(Target.id, Target.state.label("prior"))
         .where(
             Target.id.in_(target_ids),
+            Target.job_id
+            == select(Target.job_id).where(Target.id == target_ids[0]).scalar_subquery(),
             Target.state.in_(WAITING),
             Target.next_attempt_at <= now,
         )
         .order_by(Target.id)
         .with_for_update(skip_locked=True)
-    ).all()
-    if not rows:
-        return []
-    job_id = rows[0].job_id
-    rows = [r for r in rows if r.job_id == job_id]
-    session.execute(
-        update(Target)
-        .where(Target.id.in_([r.id for r in rows]))
-        .values(
-            state=TargetState.RUNNING.value,
-            lease_until=lease_until,
-            lease_token=token,
-            dispatched_until=None,
-            first_attempt_at=func.coalesce(Target.first_attempt_at, now),
-        )
     )
+    moves = {
+        "state": TargetState.RUNNING.value,
+        "lease_until": lease_until,
+        "lease_token": token,
+        "dispatched_until": None,
+        "first_attempt_at": func.coalesce(Target.first_attempt_at, now),
+    }
+    columns = (
+        Target.id,
+        Target.job_id,
+        Target.instance_id,
+        Target.attempts,
+        Target.first_attempt_at,
+        Target.bisect_calls,
+    )
+    if session.get_bind().dialect.name == "postgresql":
+        picked = claimable.cte("picked")
+        rows = session.execute(
+            update(Target)
+            .where(Target.id == picked.c.id)
+            .values(moves)
+            .returning(*columns, picked.c.prior)
+        ).all()
+    else:  # SQLite's RETURNING cannot name the FROM table; it serialises writers anyway
+        prior = dict(session.execute(claimable).tuples().all())
+        rows = [
+            (*r, prior[r[0]])
+            for r in session.execute(
+                update(Target).where(Target.id.in_(list(prior))).values(moves).returning(*columns)
+            ).tuples()
+        ]
     claims = []
-    for r in rows:
-        prior = TargetState(r.state)
-        deltas.add(job_id, prior, TargetState.RUNNING)
+    for target_id, job_id, instance_id, attempts, first_attempt_at, bisect_calls, was in sorted(
+        rows
+    ):
+        prior_state = TargetState(was)
+        deltas.add(job_id, prior_state, TargetState.RUNNING)
         claims.append(
             Claim(
-                target_id=r.id,
+                target_id=target_id,
                 job_id=job_id,
-                instance_id=r.instance_id,
-                prior_state=prior,
-                attempts=r.attempts,
-                first_attempt_at=r.first_attempt_at or now,
+                instance_id=instance_id,
+                prior_state=prior_state,
+                attempts=attempts,
+                first_attempt_at=first_attempt_at,
                 lease_token=token,
-                bisect_calls=r.bisect_calls,
+                bisect_calls=bisect_calls,
             )
         )
     return claims
-
-
-def claimable(session: Session, target_ids: Sequence[int], now: datetime) -> list[Target]:
-    """Targets among `target_ids` that are waiting and due, locked against other claimers."""
-    stmt = (
-        select(Target)
-        .where(
-            Target.id.in_(target_ids),
-            Target.state.in_(WAITING),
-            Target.next_attempt_at <= now,
-        )
-        .order_by(Target.id)
-        .with_for_update(skip_locked=True)
-    )
-    return list(session.scalars(stmt))
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,15 +470,28 @@ def due_target_ids(session: Session, job_id: str, now: datetime, limit: int) -> 
 
 def bind_outstanding(session: Session, job_ids: Sequence[str], now: datetime) -> dict[str, int]:
     """Per job: targets a worker holds for a bind call, plus those out with the broker and not
-    yet claimed; what the dispatcher must count against the horizon. One query."""
-    held = and_(Target.state == RUNNING, Target.phase == BIND)
-    out = and_(Target.state.in_(WAITING), Target.dispatched_until > now)
-    stmt = (
+    yet claimed; what the dispatcher counts against the horizon. Two small index scans (a
+    single OR would visit every waiting target of a 100k job)."""
+    held = (
         select(Target.job_id, func.count())
-        .where(Target.job_id.in_(job_ids), or_(held, out))
+        .where(Target.job_id.in_(job_ids), Target.state == RUNNING, Target.phase == BIND)
         .group_by(Target.job_id)
     )
-    return {job_id: int(n) for job_id, n in session.execute(stmt).all()}
+    out = (
+        select(Target.job_id, func.count())
+        .where(
+            Target.job_id.in_(job_ids),
+            Target.dispatched_until.is_not(None),
+            Target.dispatched_until > now,
+            Target.state.in_(WAITING),
+        )
+        .group_by(Target.job_id)
+    )
+    counts: Counter[str] = Counter()
+    for stmt in (held, out):
+        for job_id, n in session.execute(stmt).tuples():
+            counts[job_id] += int(n)
+    return dict(counts)
 
 
 def release_due(
