@@ -131,6 +131,7 @@ class Runtime:
             self.celery.send_task(
                 BIND_TASK,
                 args=[list(batch)],
+                kwargs={"front": True} if front else {},
                 queue=self.bind_queue,
                 priority=FRONT_PRIORITY if front else BULK_PRIORITY,
                 # After the dispatch lease the dispatcher releases the target again anyway.
@@ -146,11 +147,14 @@ class Runtime:
                 expires=self.settings.dispatch_lease_s,
             )
 
-    def kick_dispatch(self) -> None:
+    def kick_dispatch(self, countdown: float = 0.0) -> None:
+        """Ask for a dispatcher tick now (or in `countdown` s) rather than at the next beat.
+        Only ever an accelerator: what is due lives in PostgreSQL, and the beat ticks anyway."""
         self.celery.send_task(
             DISPATCH_TASK,
             queue=self.control_queue,
-            expires=max(5.0, 5 * self.settings.dispatch_interval_s),
+            countdown=countdown or None,
+            expires=countdown + max(5.0, 5 * self.settings.dispatch_interval_s),
         )
 
     def close(self) -> None:

@@ -37,16 +37,19 @@ VERIFY_TIMEOUT = "keybind.VerifyTimeout"
 NO_REASON = CallError("keybind.NoReason", "the provider gave no reason", ErrorClass.RETRY)
 
 
-def bind_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
+def bind_targets(rt: Runtime, target_ids: Sequence[int], *, front: bool = False) -> int:
     """Bind the given targets (those still waiting and due) in one provider turn; returns the
-    number of cloud calls made."""
+    number of cloud calls made. `front`: the call came through the broker's front lane (a
+    job's first call), so its verify look is asked for as soon as it is due."""
     # One connection for the whole turn (claim, call, record): one pool checkout and liveness
     # ping instead of one per transaction.
     with rt.engine.connect() as conn:
-        return _bind_turn(rt, sessionmaker(conn, expire_on_commit=False), target_ids)
+        return _bind_turn(rt, sessionmaker(conn, expire_on_commit=False), target_ids, front)
 
 
-def _bind_turn(rt: Runtime, sessions: sessionmaker[Session], target_ids: Sequence[int]) -> int:
+def _bind_turn(
+    rt: Runtime, sessions: sessionmaker[Session], target_ids: Sequence[int], front: bool
+) -> int:
     claims, job = _claim(rt, sessions, target_ids)
     if not claims or job is None:
         return 0
@@ -64,10 +67,20 @@ def _bind_turn(rt: Runtime, sessions: sessionmaker[Session], target_ids: Sequenc
         # No slot within the bound: hand the targets back untouched rather than hold a
         # worker slot hostage; the dispatcher releases them again.
         outcome = Outcome()
-    if _record(rt, sessions, claims, outcome, spec=provider.spec):
+    recorded = _record(rt, sessions, claims, outcome, spec=provider.spec)
+    if recorded.split:
         # Halves are due now; the next tick would release them anyway, a kick saves waiting.
         rt.kick_dispatch()
+    elif front and recorded.verifying:
+        # A small job's whole wait is this look: a tick when it is due, not up to a beat later.
+        rt.kick_dispatch(countdown=rt.settings.verify_delay_s + 0.05)
     return len(outcome.calls)
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    split: bool  # a call was split in halves, due now
+    verifying: bool  # some targets were accepted and wait for their verify look
 
 
 # The facts of a job a worker needs (provider, account, region, keys, policy) never change;
@@ -245,8 +258,8 @@ def _record(
     outcome: Outcome,
     *,
     spec: ProviderSpec,
-) -> bool:
-    """Write the turn's results; True when a call was split in halves (now due)."""
+) -> _Recorded:
+    """Write the turn's results."""
     now = utcnow()
     verify = spec.verify_action is not None
     deltas = repo.CounterDeltas()
@@ -255,6 +268,7 @@ def _record(
     splitting = _splitting(claims, outcome, spec)
     # One draw per turn: instances that failed together retry together, as one call again.
     jitter = rt.rng.random()
+    verifying = False
     for c in claims:
         result = outcome.results.get(c.instance_id)
         if result is None:
@@ -284,6 +298,7 @@ def _record(
         if verify and result.status in (InstanceStatus.ACCEPTED, InstanceStatus.OPERATING):
             # Accepted is not done: the target stays running, lease given up, and waits
             # in PostgreSQL (not in a sleeping worker) for its verify look.
+            verifying = True
             writes.add(
                 c.target_id,
                 dst=None,
@@ -334,7 +349,7 @@ def _record(
         repo.apply_counts(session, deltas, now)
     if untouched:
         _release(sessions, untouched)
-    return bool(splitting)
+    return _Recorded(split=bool(splitting), verifying=verifying)
 
 
 def _notes(notes: Mapping[str, str]) -> dict[str, object]:

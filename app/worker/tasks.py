@@ -26,8 +26,8 @@ __all__ = [
 
 def register(app: Celery) -> None:
     @app.task(name=BIND_TASK, acks_late=True, reject_on_worker_lost=True)
-    def bind(target_ids: list[int]) -> int:
-        return bind_targets(get_runtime(), target_ids)
+    def bind(target_ids: list[int], front: bool = False) -> int:
+        return bind_targets(get_runtime(), target_ids, front=front)
 
     @app.task(name=VERIFY_TASK, acks_late=True, reject_on_worker_lost=True)
     def verify(target_ids: list[int]) -> int:
