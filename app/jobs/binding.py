@@ -33,6 +33,8 @@ from app.providers.base import (
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
+EARLY_TICK_KEY = "dispatch:early-tick"
+EARLY_TICKS_PER_S = 2.0
 VERIFY_TIMEOUT = "keybind.VerifyTimeout"
 NO_REASON = CallError("keybind.NoReason", "the provider gave no reason", ErrorClass.RETRY)
 
@@ -71,8 +73,13 @@ def _bind_turn(
     if recorded.split:
         # Halves are due now; the next tick would release them anyway, a kick saves waiting.
         rt.kick_dispatch()
-    elif front and recorded.verifying:
-        # A small job's whole wait is this look: a tick when it is due, not up to a beat later.
+    elif recorded.verifying and (
+        front or rt.limiter.try_acquire(EARLY_TICK_KEY, EARLY_TICKS_PER_S) <= 0
+    ):
+        # Ask for a tick when the verify look falls due instead of up to a beat later: a
+        # small job's whole wait is this look, and so is a rotation's tail. Always for a
+        # front-lane call; otherwise a few per second, through the limiter, so a busy
+        # account does not turn every call into a dispatcher tick.
         rt.kick_dispatch(countdown=rt.settings.verify_delay_s + 0.05)
     return len(outcome.calls)
 
