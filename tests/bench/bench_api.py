@@ -24,7 +24,7 @@ from tests.bench.harness import Stack, instance_ids, percentile, report, stack
 
 LIMIT = 10.0
 POLLERS = 100
-POLL_EVERY_S = 0.5  # each poller's pause between polls: 100 pollers ~ 200 requests/s
+POLL_EVERY_S = 1.0  # each poller's pause between polls: 100 pollers ~ 100 requests/s
 
 
 def post(s: Stack, ids: list[str], batch_size: int) -> tuple[float, str]:

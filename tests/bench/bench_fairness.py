@@ -16,16 +16,16 @@ from typing import Any
 from tests.bench.harness import Stack, instance_ids, report, stack
 
 LIMIT = 10.0
-REPEATS = 3
 
 
-def _small_jobs(s: Stack, big_id: str, prefix: str, first_after_s: float) -> dict[str, Any]:
+def _small_jobs(s: Stack, big_id: str, prefixes: str, first_after_s: float) -> dict[str, Any]:
+    """One small job per letter of `prefixes` (each its instance IDs' prefix), a second apart."""
     walls: list[float] = []
     queued: list[int] = []
     time.sleep(first_after_s)
-    for i in range(REPEATS):
+    for prefix in prefixes:
         queued.append(s.queued_messages())
-        small = s.submit(instance_ids(1, f"{prefix}{i}"))
+        small = s.submit(instance_ids(1, prefix))
         job = s.wait(small, timeout=60, interval=0.02)
         walls.append((job.finished_at - job.created_at).total_seconds())
         if s.job(big_id).finished_at is not None:
@@ -44,10 +44,10 @@ def _small_jobs(s: Stack, big_id: str, prefix: str, first_after_s: float) -> dic
 def main(quick: bool = False) -> list[dict[str, Any]]:
     with stack(layout=[2, 2], sim_limit=LIMIT, rate_limit=LIMIT) as s:
         big = s.submit(instance_ids(10_000, "g"), batch_size=1)
-        one = _small_jobs(s, big, "s", first_after_s=5.0 if quick else 10.0)
+        one = _small_jobs(s, big, "mno", first_after_s=5.0 if quick else 10.0)
     with stack(layout=[2, 2], sim_limit=LIMIT, rate_limit=LIMIT) as s:
         big = s.submit(instance_ids(10_000, "h"), batch_size=100)
-        coalesced = _small_jobs(s, big, "t", first_after_s=5.0)
+        coalesced = _small_jobs(s, big, "pqr", first_after_s=5.0)
     return [
         report("fairness_one_per_call", {"big_job": "10,000 x batch 1 @ 10/s", **one}),
         report("fairness_coalesced", {"big_job": "10,000 x batch 100 @ 10/s", **coalesced}),
