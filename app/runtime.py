@@ -46,6 +46,11 @@ class Runtime:
         return make_engine(self.settings)
 
     @cached_property
+    def autocommit(self) -> Engine:
+        """The same pool, each statement its own transaction: for work done in one statement."""
+        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @cached_property
     def sessions(self) -> sessionmaker[Session]:
         return make_sessionmaker(self.engine)
 

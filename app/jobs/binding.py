@@ -8,10 +8,11 @@ import random
 import secrets
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import Connection
+from sqlalchemy.orm import Session
 
 from app.db import transaction, utcnow
 from app.jobs import batching
@@ -43,16 +44,17 @@ def bind_targets(rt: Runtime, target_ids: Sequence[int], *, front: bool = False)
     """Bind the given targets (those still waiting and due) in one provider turn; returns the
     number of cloud calls made. `front`: the call came through the broker's front lane (a
     job's first call), so its verify look is asked for as soon as it is due."""
-    # One connection for the whole turn (claim, call, record): one pool checkout and liveness
-    # ping instead of one per transaction.
-    with rt.engine.connect() as conn:
-        return _bind_turn(rt, sessionmaker(conn, expire_on_commit=False), target_ids, front)
+    if rt.engine.dialect.name != "postgresql":
+        return _bind_turn(rt, None, target_ids, front)
+    # One autocommit connection for the whole turn: the claim is one statement, and so is
+    # the record whenever every target got the same change (the common case). Round trips to
+    # the database, not CPU, are what a turn costs.
+    with rt.autocommit.connect() as conn:
+        return _bind_turn(rt, conn, target_ids, front)
 
 
-def _bind_turn(
-    rt: Runtime, sessions: sessionmaker[Session], target_ids: Sequence[int], front: bool
-) -> int:
-    claims, job = _claim(rt, sessions, target_ids)
+def _bind_turn(rt: Runtime, conn: Connection | None, target_ids: Sequence[int], front: bool) -> int:
+    claims, job = _claim(rt, conn, target_ids)
     if not claims or job is None:
         return 0
     provider = rt.provider(job.provider, job.account)
@@ -69,7 +71,7 @@ def _bind_turn(
         # No slot within the bound: hand the targets back untouched rather than hold a
         # worker slot hostage; the dispatcher releases them again.
         outcome = Outcome()
-    recorded = _record(rt, sessions, claims, outcome, spec=provider.spec)
+    recorded = _record(rt, conn, claims, outcome, spec=provider.spec)
     if recorded.split:
         # Halves are due now; the next tick would release them anyway, a kick saves waiting.
         rt.kick_dispatch()
@@ -108,29 +110,36 @@ def _job(session: Session, job_id: str) -> Job | None:
 
 
 def _claim(
-    rt: Runtime, sessions: sessionmaker[Session], target_ids: Sequence[int]
+    rt: Runtime, conn: Connection | None, target_ids: Sequence[int]
 ) -> tuple[list[repo.Claim], Job | None]:
     now = utcnow()
+    lease = {
+        "now": now,
+        "lease_until": now + timedelta(seconds=rt.settings.lease_s),
+        "token": secrets.token_hex(16),
+    }
+    if conn is not None:
+        claims = repo.claim_targets_at_once(conn, target_ids, **lease)
+        if not claims:
+            return [], None
+        job = _JOBS.get(claims[0].job_id)
+        if job is None:
+            with rt.sessions() as session:
+                job = _job(session, claims[0].job_id)
+        return claims, job
     deltas = repo.CounterDeltas()
-    with transaction(sessions) as session:
-        claims = repo.claim_targets(
-            session,
-            deltas,
-            target_ids,
-            now=now,
-            lease_until=now + timedelta(seconds=rt.settings.lease_s),
-            token=secrets.token_hex(16),
-        )
+    with transaction(rt.sessions) as session:
+        claims = repo.claim_targets(session, deltas, target_ids, **lease)
         job = _job(session, claims[0].job_id) if claims else None
         repo.apply_counts(session, deltas, now)
     return claims, job
 
 
-def _release(sessions: sessionmaker[Session], claims: Sequence[repo.Claim]) -> None:
+def _release(rt: Runtime, claims: Sequence[repo.Claim]) -> None:
     """Hand claimed targets back untouched (no call was made for them)."""
     now = utcnow()
     deltas = repo.CounterDeltas()
-    with transaction(sessions) as session:
+    with transaction(rt.sessions) as session:
         for prior in {c.prior_state for c in claims}:
             mine = [c for c in claims if c.prior_state == prior]
             repo.move_targets(
@@ -155,6 +164,12 @@ def _attempt_rows(
     calls: Sequence[CallResult],
 ) -> None:
     """One attempts row per call per claimed instance it covered, in one INSERT."""
+    repo.add_attempts(session, _attempt_values(claims, calls))
+
+
+def _attempt_values(
+    claims: Sequence[repo.Claim] | Sequence[repo.VerifyClaim], calls: Sequence[CallResult]
+) -> list[dict[str, Any]]:
     by_instance = {c.instance_id: c.target_id for c in claims}
     rows = []
     for call in calls:
@@ -175,7 +190,7 @@ def _attempt_rows(
                     "error_message": error.message if error else None,
                 }
             )
-    repo.add_attempts(session, rows)
+    return rows
 
 
 @dataclass
@@ -213,6 +228,26 @@ class _Writes:
                 sql_values[column] = getattr(Target, column) + 1
             self.groups[key] = (dst, in_phase, sql_values, [])
         self.groups[key][3].append(target_id)
+
+    def flush_at_once(
+        self, conn: Connection, attempts: Sequence[dict[str, Any]], now: datetime
+    ) -> None:
+        """The one group of changes, the attempts and the counters as one statement."""
+        ((dst, in_phase, values, ids),) = self.groups.values()
+        moved = repo.record_at_once(
+            conn,
+            job_id=self.job_id,
+            holder=self.holder,
+            target_ids=ids,
+            dst=dst,
+            in_phase=in_phase,
+            values=values,
+            attempts=attempts,
+            now=now,
+        )
+        if moved < len(ids):
+            log.warning("lease lost for %d targets before recording", len(ids) - moved)
+        self.groups.clear()
 
     def flush(self, session: Session, deltas: repo.CounterDeltas) -> None:
         for dst, in_phase, values, ids in self.groups.values():
@@ -260,7 +295,7 @@ def _splitting(
 
 def _record(
     rt: Runtime,
-    sessions: sessionmaker[Session],
+    conn: Connection | None,
     claims: Sequence[repo.Claim],
     outcome: Outcome,
     *,
@@ -350,12 +385,15 @@ def _record(
         if d.state.final:
             values["finished_at"] = now
         writes.add(c.target_id, dst=d.state, count=("attempts",), **values)
-    with transaction(sessions) as session:
-        _attempt_rows(session, claims, outcome.calls)
-        writes.flush(session, deltas)
-        repo.apply_counts(session, deltas, now)
+    if conn is not None and len(writes.groups) == 1:
+        writes.flush_at_once(conn, _attempt_values(claims, outcome.calls), now)
+    elif writes.groups:
+        with transaction(rt.sessions) as session:
+            _attempt_rows(session, claims, outcome.calls)
+            writes.flush(session, deltas)
+            repo.apply_counts(session, deltas, now)
     if untouched:
-        _release(sessions, untouched)
+        _release(rt, untouched)
     return _Recorded(split=bool(splitting), verifying=verifying)
 
 

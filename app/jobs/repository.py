@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import case, delete, func, insert, or_, select, update
+from sqlalchemy import Connection, Update, and_, case, delete, func, insert, or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -16,12 +16,10 @@ from sqlalchemy.orm import Session
 from app.jobs.batching import Due
 from app.jobs.models import Attempt, IdempotencyKey, Job, Target
 from app.jobs.states import (
-    FINAL_JOB_STATES,
     WAITING_TARGET_STATES,
     JobState,
     TargetState,
     can_move,
-    final_job_state,
 )
 
 COUNTER_COLUMN: dict[TargetState, Any] = {
@@ -162,56 +160,48 @@ def move_targets(
     return moved
 
 
+def counts_update(
+    job_id: Any, deltas: Mapping[TargetState, Any], now: datetime, *, started: bool
+) -> Update:
+    """The one UPDATE of a job row for target moves: counters (`deltas` may be numbers or SQL
+    expressions), version, queued -> running when `started` (targets moved to running), and
+    the final state once no target is open (final_job_state, in SQL: every SET reads the row
+    as it was, so the whole change is atomic)."""
+    new = {s: COUNTER_COLUMN[s] + deltas.get(s, 0) for s in TargetState}
+    still_open = new[TargetState.PENDING] + new[TargetState.RUNNING] + new[TargetState.RETRYING]
+    final = case(
+        (new[TargetState.CANCELLED] > 0, JobState.CANCELLED.value),
+        (new[TargetState.FAILED] == 0, JobState.SUCCEEDED.value),
+        (new[TargetState.SUCCEEDED] > 0, JobState.PARTIAL.value),
+        else_=JobState.FAILED.value,
+    )
+    done = and_(Job.state.in_(ACTIVE_JOB_STATES), still_open == 0)
+    values: dict[Any, Any] = {COUNTER_COLUMN[s]: new[s] for s in deltas}
+    values[Job.version] = Job.version + 1
+    values[Job.updated_at] = now
+    running = JobState.RUNNING.value if started else Job.state
+    values[Job.state] = case(
+        (done, final), (Job.state == JobState.QUEUED.value, running), else_=Job.state
+    )
+    if started:
+        values[Job.started_at] = func.coalesce(Job.started_at, now)
+    values[Job.finished_at] = case(
+        (done, func.coalesce(Job.finished_at, now)), else_=Job.finished_at
+    )
+    return update(Job).where(Job.id == job_id).values(values)
+
+
 def apply_counts(session: Session, deltas: CounterDeltas, now: datetime) -> None:
     """Apply gathered count changes; a job left with no open target gets its final state.
 
-    One statement per job (the counters, the queued -> running move and reading back what
-    decides the final state), so the job row's lock is held for as short as possible: every
-    worker's every transaction ends here."""
+    One statement per job, so the job row's lock (every worker's every transaction ends
+    here) is held for as short as possible."""
     for job_id in sorted(deltas.by_job):  # fixed order: two writers cannot deadlock on jobs
-        counts = deltas.by_job[job_id]
-        values: dict[Any, Any] = {
-            COUNTER_COLUMN[s]: COUNTER_COLUMN[s] + n for s, n in counts.items() if n
-        }
-        values[Job.version] = Job.version + 1
-        values[Job.updated_at] = now
-        if counts[TargetState.RUNNING] > 0:
-            values[Job.started_at] = func.coalesce(Job.started_at, now)
-            values[Job.state] = case(
-                (Job.state == JobState.QUEUED.value, JobState.RUNNING.value), else_=Job.state
-            )
-        job = session.execute(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(values)
-            .returning(
-                Job.state,
-                Job.n_pending,
-                Job.n_running,
-                Job.n_retrying,
-                Job.n_succeeded,
-                Job.n_failed,
-                Job.n_cancelled,
-            )
-        ).one_or_none()
-        if job is not None:
-            _finish_if_done(session, job_id, job, now)
+        counts = {s: n for s, n in deltas.by_job[job_id].items() if n}
+        if counts:
+            started = counts.get(TargetState.RUNNING, 0) > 0
+            session.execute(counts_update(job_id, counts, now, started=started))
     deltas.by_job.clear()
-
-
-def _finish_if_done(session: Session, job_id: str, job: Any, now: datetime) -> None:
-    if job.state in {s.value for s in FINAL_JOB_STATES}:
-        return
-    if job.n_pending + job.n_running + job.n_retrying:
-        return
-    final = final_job_state(
-        succeeded=job.n_succeeded, failed=job.n_failed, cancelled=job.n_cancelled
-    )
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.finished_at.is_(None))
-        .values(state=final.value, finished_at=now)
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -226,6 +216,60 @@ class Claim:
     bisect_calls: int = 0  # calls that included it and ended in a split (see Target)
 
 
+_CLAIM_COLUMNS = (
+    Target.id,
+    Target.job_id,
+    Target.instance_id,
+    Target.attempts,
+    Target.first_attempt_at,
+    Target.bisect_calls,
+)
+
+
+def _claimable(target_ids: Sequence[int], now: datetime) -> Any:
+    """The waiting, due targets among `target_ids` of the first one's job, locked in id order
+    (a batch is always one job's), with the state each is in."""
+    first_job = select(Target.job_id).where(Target.id == target_ids[0]).scalar_subquery()
+    return (
+        select(Target.id, Target.state.label("prior"))
+        .where(
+            Target.id.in_(target_ids),
+            Target.job_id == first_job,
+            Target.state.in_(WAITING),
+            Target.next_attempt_at <= now,
+        )
+        .order_by(Target.id)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def _lease(now: datetime, lease_until: datetime, token: str) -> dict[str, Any]:
+    return {
+        "state": TargetState.RUNNING.value,
+        "lease_until": lease_until,
+        "lease_token": token,
+        "dispatched_until": None,
+        "first_attempt_at": func.coalesce(Target.first_attempt_at, now),
+    }
+
+
+def _claims(rows: Sequence[Any], token: str) -> list[Claim]:
+    """Rows of _CLAIM_COLUMNS plus the prior state, in id order."""
+    return [
+        Claim(
+            target_id=r[0],
+            job_id=r[1],
+            instance_id=r[2],
+            attempts=r[3],
+            first_attempt_at=r[4],
+            bisect_calls=r[5],
+            prior_state=TargetState(r[6]),
+            lease_token=token,
+        )
+        for r in sorted(rows)
+    ]
+
+
 def claim_targets(
     session: Session,
     deltas: CounterDeltas,
@@ -235,73 +279,117 @@ def claim_targets(
     lease_until: datetime,
     token: str,
 ) -> list[Claim]:
-    """Lease to `token` the targets among `target_ids` that are waiting and due and belong to
-    the first one's job (a batch is always one job's). On PostgreSQL one statement whatever
-    the batch size (lock, move, and return what each was before); elsewhere two."""
+    """Lease to `token` the targets among `target_ids` that are waiting and due (see
+    `_claimable`), in the caller's transaction; counter changes go to `deltas`."""
     if not target_ids:
         return []
-    claimable = (
-        select(Target.id, Target.state.label("prior"))
-        .where(
-            Target.id.in_(target_ids),
-            Target.job_id
-            == select(Target.job_id).where(Target.id == target_ids[0]).scalar_subquery(),
-            Target.state.in_(WAITING),
-            Target.next_attempt_at <= now,
-        )
-        .order_by(Target.id)
-        .with_for_update(skip_locked=True)
-    )
-    moves = {
-        "state": TargetState.RUNNING.value,
-        "lease_until": lease_until,
-        "lease_token": token,
-        "dispatched_until": None,
-        "first_attempt_at": func.coalesce(Target.first_attempt_at, now),
-    }
-    columns = (
-        Target.id,
-        Target.job_id,
-        Target.instance_id,
-        Target.attempts,
-        Target.first_attempt_at,
-        Target.bisect_calls,
-    )
+    claimable = _claimable(target_ids, now)
     if session.get_bind().dialect.name == "postgresql":
         picked = claimable.cte("picked")
         rows = session.execute(
             update(Target)
             .where(Target.id == picked.c.id)
-            .values(moves)
-            .returning(*columns, picked.c.prior)
+            .values(_lease(now, lease_until, token))
+            .returning(*_CLAIM_COLUMNS, picked.c.prior)
         ).all()
     else:  # SQLite's RETURNING cannot name the FROM table; it serialises writers anyway
         prior = dict(session.execute(claimable).tuples().all())
         rows = [
             (*r, prior[r[0]])
             for r in session.execute(
-                update(Target).where(Target.id.in_(list(prior))).values(moves).returning(*columns)
+                update(Target)
+                .where(Target.id.in_(list(prior)))
+                .values(_lease(now, lease_until, token))
+                .returning(*_CLAIM_COLUMNS)
             ).tuples()
         ]
-    claims = []
-    for target_id, job_id, instance_id, attempts, first_attempt_at, bisect_calls, was in sorted(
-        rows
-    ):
-        prior_state = TargetState(was)
-        deltas.add(job_id, prior_state, TargetState.RUNNING)
-        claims.append(
-            Claim(
-                target_id=target_id,
-                job_id=job_id,
-                instance_id=instance_id,
-                prior_state=prior_state,
-                attempts=attempts,
-                first_attempt_at=first_attempt_at,
-                lease_token=token,
-                bisect_calls=bisect_calls,
-            )
-        )
+    claims = _claims(rows, token)
+    for c in claims:
+        deltas.add(c.job_id, c.prior_state, TargetState.RUNNING)
     return claims
+
+
+def claim_targets_at_once(
+    conn: Connection,
+    target_ids: Sequence[int],
+    *,
+    now: datetime,
+    lease_until: datetime,
+    token: str,
+) -> list[Claim]:
+    """`claim_targets` and the job's counters as ONE PostgreSQL statement on an autocommit
+    connection: lock, move, count, in a single round trip and a single transaction."""
+    if not target_ids:
+        return []
+    picked = _claimable(target_ids, now).cte("picked")
+    moved = (
+        update(Target)
+        .where(Target.id == picked.c.id)
+        .values(_lease(now, lease_until, token))
+        .returning(*_CLAIM_COLUMNS, picked.c.prior)
+        .cte("moved")
+    )
+
+    def n(prior: str | None = None) -> Any:
+        stmt = select(func.count()).select_from(moved)
+        return (stmt if prior is None else stmt.where(moved.c.prior == prior)).scalar_subquery()
+
+    counted = (
+        counts_update(
+            select(moved.c.job_id).limit(1).scalar_subquery(),
+            {
+                TargetState.PENDING: -n(TargetState.PENDING.value),
+                TargetState.RETRYING: -n(TargetState.RETRYING.value),
+                TargetState.RUNNING: n(),
+            },
+            now,
+            started=True,
+        )
+        .returning(Job.id)
+        .cte("counted")
+    )
+    rows = conn.execute(select(moved).add_cte(counted)).all()
+    return _claims(rows, token)
+
+
+def record_at_once(
+    conn: Connection,
+    *,
+    job_id: str,
+    holder: str,
+    target_ids: Sequence[int],
+    dst: TargetState | None,
+    in_phase: str,
+    values: Mapping[str, Any],
+    attempts: Sequence[dict[str, Any]],
+    now: datetime,
+) -> int:
+    """A turn's results when every target got the same change, as ONE PostgreSQL statement on
+    an autocommit connection: the attempts rows, the guarded move (`dst` None: the targets
+    stay running, e.g. into the verify phase) and the job's counters. Returns how many
+    targets were still ours and moved."""
+    guard = [Target.id.in_(target_ids), Target.state == RUNNING, Target.lease_token == holder]
+    sets = dict(values)
+    if dst is None:
+        guard.append(Target.phase == in_phase)
+    else:
+        if not can_move(TargetState.RUNNING, dst):
+            raise ValueError(f"target may not move running -> {dst}")
+        sets["state"] = dst.value
+    moved = update(Target).where(*guard).values(sets).returning(Target.id).cte("moved")
+    ctes = []
+    if attempts:
+        ctes.append(insert(Attempt).values(list(attempts)).returning(Attempt.id).cte("noted"))
+    if dst is not None:
+        n = select(func.count()).select_from(moved).scalar_subquery()
+        deltas = {TargetState.RUNNING: -n, dst: n}
+        ctes.append(
+            counts_update(job_id, deltas, now, started=False).returning(Job.id).cte("counted")
+        )
+    stmt = select(func.count()).select_from(moved)
+    if ctes:
+        stmt = stmt.add_cte(*ctes)
+    return int(conn.execute(stmt).scalar_one())
 
 
 @dataclass(frozen=True, slots=True)
