@@ -8,7 +8,27 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, Update, and_, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    Update,
+    and_,
+    any_,
+    case,
+    cast,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -226,14 +246,14 @@ _CLAIM_COLUMNS = (
 )
 
 
-def _claimable(target_ids: Sequence[int], now: datetime) -> Any:
+def _claimable(target_ids: Sequence[int], now: datetime, *, any_id: bool = False) -> Any:
     """The waiting, due targets among `target_ids` of the first one's job, locked in id order
     (a batch is always one job's), with the state each is in."""
     first_job = select(Target.job_id).where(Target.id == target_ids[0]).scalar_subquery()
     return (
         select(Target.id, Target.state.label("prior"))
         .where(
-            Target.id.in_(target_ids),
+            _any_id(target_ids) if any_id else Target.id.in_(target_ids),
             Target.job_id == first_job,
             Target.state.in_(WAITING),
             Target.next_attempt_at <= now,
@@ -309,6 +329,31 @@ def claim_targets(
     return claims
 
 
+# One array parameter per column instead of one parameter per value: the statement's shape no
+# longer depends on the batch size, so SQLAlchemy compiles it once and reuses it.
+_ATTEMPT_ARRAYS = {
+    "target_id": ARRAY(BigInteger),
+    "action": ARRAY(String),
+    "started_at": ARRAY(DateTime(timezone=True)),
+    "latency_ms": ARRAY(Float),
+    "http_status": ARRAY(Integer),
+    "request_id": ARRAY(String),
+    "error_code": ARRAY(String),
+    "error_message": ARRAY(Text),
+}
+
+
+def _any_id(target_ids: Sequence[int]) -> Any:
+    return Target.id == any_(cast(list(target_ids), ARRAY(BigInteger)))
+
+
+def _insert_attempts(rows: Sequence[dict[str, Any]]) -> Any:
+    """INSERT of attempts rows as SELECT FROM unnest(column arrays) (PostgreSQL)."""
+    arrays = [cast([r[c] for r in rows], t) for c, t in _ATTEMPT_ARRAYS.items()]
+    source = func.unnest(*arrays).table_valued(*_ATTEMPT_ARRAYS).render_derived()
+    return insert(Attempt).from_select(list(_ATTEMPT_ARRAYS), select(source))
+
+
 def claim_targets_at_once(
     conn: Connection,
     target_ids: Sequence[int],
@@ -321,7 +366,7 @@ def claim_targets_at_once(
     connection: lock, move, count, in a single round trip and a single transaction."""
     if not target_ids:
         return []
-    picked = _claimable(target_ids, now).cte("picked")
+    picked = _claimable(target_ids, now, any_id=True).cte("picked")
     moved = (
         update(Target)
         .where(Target.id == picked.c.id)
@@ -368,7 +413,7 @@ def record_at_once(
     an autocommit connection: the attempts rows, the guarded move (`dst` None: the targets
     stay running, e.g. into the verify phase) and the job's counters. Returns how many
     targets were still ours and moved."""
-    guard = [Target.id.in_(target_ids), Target.state == RUNNING, Target.lease_token == holder]
+    guard = [_any_id(target_ids), Target.state == RUNNING, Target.lease_token == holder]
     sets = dict(values)
     if dst is None:
         guard.append(Target.phase == in_phase)
@@ -379,7 +424,7 @@ def record_at_once(
     moved = update(Target).where(*guard).values(sets).returning(Target.id).cte("moved")
     ctes = []
     if attempts:
-        ctes.append(insert(Attempt).values(list(attempts)).returning(Attempt.id).cte("noted"))
+        ctes.append(_insert_attempts(attempts).returning(Attempt.id).cte("noted"))
     if dst is not None:
         n = select(func.count()).select_from(moved).scalar_subquery()
         deltas = {TargetState.RUNNING: -n, dst: n}
