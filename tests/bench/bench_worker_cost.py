@@ -13,10 +13,12 @@ Target: bind / no-op <= 3.
 from __future__ import annotations
 
 import time
+from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
+from app.db import utcnow
 from app.jobs.models import Target
 from app.worker.tasks import NOOP_TASK
 from tests.bench.harness import Stack, instance_ids, report, stack
@@ -51,8 +53,15 @@ def _binding_left(s: Stack, job_id: str) -> int:
 def _bind_s(s: Stack, n: int, batch_size: int, prefix: str) -> tuple[float, float]:
     """Seconds per bind task and per verify task (100 instances each)."""
     job_id = s.submit(instance_ids(n, prefix), kick=False, batch_size=batch_size)
-    with s.rt.sessions() as session:
+    with s.rt.sessions.begin() as session:
         ids = list(session.scalars(select(Target.id).where(Target.job_id == job_id)))
+        # Out with the broker (we send them): a dispatcher tick (binds ask for early ones)
+        # must not release them a second time.
+        session.execute(
+            update(Target)
+            .where(Target.job_id == job_id)
+            .values(dispatched_until=utcnow() + timedelta(hours=1))
+        )
     batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
     started = time.perf_counter()
     s.rt.enqueue_binds(batches)
