@@ -193,6 +193,15 @@ def _attempt_values(
     return rows
 
 
+@dataclass(frozen=True, slots=True)
+class _Group:
+    dst: TargetState | None
+    in_phase: str
+    values: dict[str, Any]
+    count: tuple[str, ...]  # columns incremented by one
+    ids: list[int]
+
+
 @dataclass
 class _Writes:
     """The target updates of one turn, gathered per identical change and written as one
@@ -200,9 +209,7 @@ class _Writes:
 
     job_id: str
     holder: str
-    groups: dict[tuple[Any, ...], tuple[TargetState | None, str, dict[str, Any], list[int]]] = (
-        field(default_factory=dict)
-    )
+    groups: dict[tuple[Any, ...], _Group] = field(default_factory=dict)
 
     def add(
         self,
@@ -223,34 +230,36 @@ class _Writes:
         )
         key = (dst, in_phase, count, frozen)
         if key not in self.groups:
-            sql_values = dict(values)
-            for column in count:
-                sql_values[column] = getattr(Target, column) + 1
-            self.groups[key] = (dst, in_phase, sql_values, [])
-        self.groups[key][3].append(target_id)
+            self.groups[key] = _Group(dst, in_phase, values, count, [])
+        self.groups[key].ids.append(target_id)
 
     def flush_at_once(
         self, conn: Connection, attempts: Sequence[dict[str, Any]], now: datetime
     ) -> None:
         """The one group of changes, the attempts and the counters as one statement."""
-        ((dst, in_phase, values, ids),) = self.groups.values()
+        (g,) = self.groups.values()
         moved = repo.record_at_once(
             conn,
             job_id=self.job_id,
             holder=self.holder,
-            target_ids=ids,
-            dst=dst,
-            in_phase=in_phase,
-            values=values,
+            target_ids=g.ids,
+            dst=g.dst,
+            in_phase=g.in_phase,
+            values=g.values,
+            count=g.count,
             attempts=attempts,
             now=now,
         )
-        if moved < len(ids):
-            log.warning("lease lost for %d targets before recording", len(ids) - moved)
+        if moved < len(g.ids):
+            log.warning("lease lost for %d targets before recording", len(g.ids) - moved)
         self.groups.clear()
 
     def flush(self, session: Session, deltas: repo.CounterDeltas) -> None:
-        for dst, in_phase, values, ids in self.groups.values():
+        for g in self.groups.values():
+            dst, in_phase, ids = g.dst, g.in_phase, g.ids
+            values = dict(g.values)
+            for column in g.count:
+                values[column] = getattr(Target, column) + 1
             if dst is None:
                 moved = repo.update_running_many(
                     session, target_ids=ids, holder=self.holder, in_phase=in_phase, **values

@@ -6,6 +6,7 @@ from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import (
@@ -19,8 +20,8 @@ from sqlalchemy import (
     Update,
     and_,
     any_,
+    bindparam,
     case,
-    cast,
     delete,
     func,
     insert,
@@ -246,14 +247,14 @@ _CLAIM_COLUMNS = (
 )
 
 
-def _claimable(target_ids: Sequence[int], now: datetime, *, any_id: bool = False) -> Any:
+def _claimable(target_ids: Sequence[int], now: datetime) -> Any:
     """The waiting, due targets among `target_ids` of the first one's job, locked in id order
     (a batch is always one job's), with the state each is in."""
     first_job = select(Target.job_id).where(Target.id == target_ids[0]).scalar_subquery()
     return (
         select(Target.id, Target.state.label("prior"))
         .where(
-            _any_id(target_ids) if any_id else Target.id.in_(target_ids),
+            Target.id.in_(target_ids),
             Target.job_id == first_job,
             Target.state.in_(WAITING),
             Target.next_attempt_at <= now,
@@ -329,8 +330,10 @@ def claim_targets(
     return claims
 
 
-# One array parameter per column instead of one parameter per value: the statement's shape no
-# longer depends on the batch size, so SQLAlchemy compiles it once and reuses it.
+# The bind turn's two statements are built once per shape, with bound parameters, and reused
+# (parameter names are never column names: SQLAlchemy would add those to an UPDATE's SET):
+# building a statement this size costs SQLAlchemy more CPU than PostgreSQL spends running it.
+# Arrays (= ANY, unnest) keep the shape independent of the batch size.
 _ATTEMPT_ARRAYS = {
     "target_id": ARRAY(BigInteger),
     "action": ARRAY(String),
@@ -341,36 +344,35 @@ _ATTEMPT_ARRAYS = {
     "error_code": ARRAY(String),
     "error_message": ARRAY(Text),
 }
+_IDS = bindparam("ids", type_=ARRAY(BigInteger))
+_NOW = bindparam("now", type_=DateTime(timezone=True))
 
 
-def _any_id(target_ids: Sequence[int]) -> Any:
-    return Target.id == any_(cast(list(target_ids), ARRAY(BigInteger)))
-
-
-def _insert_attempts(rows: Sequence[dict[str, Any]]) -> Any:
-    """INSERT of attempts rows as SELECT FROM unnest(column arrays) (PostgreSQL)."""
-    arrays = [cast([r[c] for r in rows], t) for c, t in _ATTEMPT_ARRAYS.items()]
-    source = func.unnest(*arrays).table_valued(*_ATTEMPT_ARRAYS).render_derived()
-    return insert(Attempt).from_select(list(_ATTEMPT_ARRAYS), select(source))
-
-
-def claim_targets_at_once(
-    conn: Connection,
-    target_ids: Sequence[int],
-    *,
-    now: datetime,
-    lease_until: datetime,
-    token: str,
-) -> list[Claim]:
-    """`claim_targets` and the job's counters as ONE PostgreSQL statement on an autocommit
-    connection: lock, move, count, in a single round trip and a single transaction."""
-    if not target_ids:
-        return []
-    picked = _claimable(target_ids, now, any_id=True).cte("picked")
+@cache
+def _claim_statement() -> Any:
+    first_job = select(Target.job_id).where(Target.id == bindparam("first")).scalar_subquery()
+    picked = (
+        select(Target.id, Target.state.label("prior"))
+        .where(
+            Target.id == any_(_IDS),
+            Target.job_id == first_job,
+            Target.state.in_(WAITING),
+            Target.next_attempt_at <= _NOW,
+        )
+        .order_by(Target.id)
+        .with_for_update(skip_locked=True)
+        .cte("picked")
+    )
     moved = (
         update(Target)
         .where(Target.id == picked.c.id)
-        .values(_lease(now, lease_until, token))
+        .values(
+            state=TargetState.RUNNING.value,
+            lease_until=bindparam("until", type_=DateTime(timezone=True)),
+            lease_token=bindparam("token", type_=String),
+            dispatched_until=None,
+            first_attempt_at=func.coalesce(Target.first_attempt_at, _NOW),
+        )
         .returning(*_CLAIM_COLUMNS, picked.c.prior)
         .cte("moved")
     )
@@ -387,14 +389,73 @@ def claim_targets_at_once(
                 TargetState.RETRYING: -n(TargetState.RETRYING.value),
                 TargetState.RUNNING: n(),
             },
-            now,
+            _NOW,
             started=True,
         )
         .returning(Job.id)
         .cte("counted")
     )
-    rows = conn.execute(select(moved).add_cte(counted)).all()
-    return _claims(rows, token)
+    return select(moved).add_cte(counted)
+
+
+def claim_targets_at_once(
+    conn: Connection,
+    target_ids: Sequence[int],
+    *,
+    now: datetime,
+    lease_until: datetime,
+    token: str,
+) -> list[Claim]:
+    """`claim_targets` and the job's counters as ONE PostgreSQL statement on an autocommit
+    connection: lock, move, count, in a single round trip and a single transaction."""
+    if not target_ids:
+        return []
+    params = {
+        "ids": list(target_ids),
+        "first": target_ids[0],
+        "now": now,
+        "until": lease_until,
+        "token": token,
+    }
+    return _claims(conn.execute(_claim_statement(), params).all(), token)
+
+
+@lru_cache(maxsize=64)
+def _record_statement(
+    dst: TargetState | None,
+    keys: tuple[str, ...],
+    count: tuple[str, ...],
+    with_attempts: bool,
+) -> Any:
+    guard = [
+        Target.id == any_(_IDS),
+        Target.state == RUNNING,
+        Target.lease_token == bindparam("holder"),
+    ]
+    columns = Target.__table__.c
+    sets: dict[str, Any] = {k: bindparam(f"v_{k}", type_=columns[k].type) for k in keys}
+    for column in count:
+        sets[column] = getattr(Target, column) + 1
+    if dst is None:
+        guard.append(Target.phase == bindparam("in_phase"))
+    else:
+        sets["state"] = dst.value
+    moved = update(Target).where(*guard).values(sets).returning(Target.id).cte("moved")
+    ctes = []
+    if with_attempts:
+        arrays = [bindparam(f"a_{c}", type_=t) for c, t in _ATTEMPT_ARRAYS.items()]
+        source = func.unnest(*arrays).table_valued(*_ATTEMPT_ARRAYS).render_derived()
+        noted = insert(Attempt).from_select(list(_ATTEMPT_ARRAYS), select(source))
+        ctes.append(noted.returning(Attempt.id).cte("noted"))
+    if dst is not None:
+        n = select(func.count()).select_from(moved).scalar_subquery()
+        deltas = {TargetState.RUNNING: -n, dst: n}
+        job = bindparam("job", type_=String)
+        ctes.append(
+            counts_update(job, deltas, _NOW, started=False).returning(Job.id).cte("counted")
+        )
+    stmt = select(func.count()).select_from(moved)
+    return stmt.add_cte(*ctes) if ctes else stmt
 
 
 def record_at_once(
@@ -406,35 +467,28 @@ def record_at_once(
     dst: TargetState | None,
     in_phase: str,
     values: Mapping[str, Any],
+    count: tuple[str, ...],
     attempts: Sequence[dict[str, Any]],
     now: datetime,
 ) -> int:
     """A turn's results when every target got the same change, as ONE PostgreSQL statement on
     an autocommit connection: the attempts rows, the guarded move (`dst` None: the targets
-    stay running, e.g. into the verify phase) and the job's counters. Returns how many
-    targets were still ours and moved."""
-    guard = [_any_id(target_ids), Target.state == RUNNING, Target.lease_token == holder]
-    sets = dict(values)
-    if dst is None:
-        guard.append(Target.phase == in_phase)
-    else:
-        if not can_move(TargetState.RUNNING, dst):
-            raise ValueError(f"target may not move running -> {dst}")
-        sets["state"] = dst.value
-    moved = update(Target).where(*guard).values(sets).returning(Target.id).cte("moved")
-    ctes = []
-    if attempts:
-        ctes.append(_insert_attempts(attempts).returning(Attempt.id).cte("noted"))
-    if dst is not None:
-        n = select(func.count()).select_from(moved).scalar_subquery()
-        deltas = {TargetState.RUNNING: -n, dst: n}
-        ctes.append(
-            counts_update(job_id, deltas, now, started=False).returning(Job.id).cte("counted")
-        )
-    stmt = select(func.count()).select_from(moved)
-    if ctes:
-        stmt = stmt.add_cte(*ctes)
-    return int(conn.execute(stmt).scalar_one())
+    stay running, e.g. into the verify phase; `count`: columns incremented) and the job's
+    counters. Returns how many targets were still ours and moved."""
+    if dst is not None and not can_move(TargetState.RUNNING, dst):
+        raise ValueError(f"target may not move running -> {dst}")
+    keys = tuple(sorted(values))
+    stmt = _record_statement(dst, keys, count, bool(attempts))
+    params: dict[str, Any] = {
+        "ids": list(target_ids),
+        "holder": holder,
+        "in_phase": in_phase,
+        "job": job_id,
+        "now": now,
+    }
+    params.update({f"v_{k}": values[k] for k in keys})
+    params.update({f"a_{c}": [r[c] for r in attempts] for c in _ATTEMPT_ARRAYS})
+    return int(conn.execute(stmt, params).scalar_one())
 
 
 @dataclass(frozen=True, slots=True)
