@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
 from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
@@ -72,17 +74,22 @@ def _bind_turn(rt: Runtime, conn: Connection | None, target_ids: Sequence[int], 
         # worker slot hostage; the dispatcher releases them again.
         outcome = Outcome()
     recorded = _record(rt, conn, claims, outcome, spec=provider.spec)
-    if recorded.split:
-        # Halves are due now; the next tick would release them anyway, a kick saves waiting.
-        rt.kick_dispatch()
-    elif recorded.verifying and (
-        front or rt.limiter.try_acquire(EARLY_TICK_KEY, EARLY_TICKS_PER_S) <= 0
-    ):
-        # Ask for a tick when the verify look falls due instead of up to a beat later: a
-        # small job's whole wait is this look, and so is a rotation's tail. Always for a
-        # front-lane call; otherwise a few per second, through the limiter, so a busy
-        # account does not turn every call into a dispatcher tick.
-        rt.kick_dispatch(countdown=rt.settings.verify_delay_s + 0.05)
+    try:
+        if recorded.split:
+            # Halves are due now; the next tick would release them anyway, a kick saves
+            # waiting for it.
+            rt.kick_dispatch()
+        elif recorded.verifying and (
+            front or rt.limiter.try_acquire(EARLY_TICK_KEY, EARLY_TICKS_PER_S) <= 0
+        ):
+            # Ask for a tick when the verify look falls due instead of up to a beat later: a
+            # small job's whole wait is this look, and so is a rotation's tail. Always for a
+            # front-lane call; otherwise a few per second, through the limiter, so a busy
+            # account does not turn every call into a dispatcher tick.
+            rt.kick_dispatch(countdown=rt.settings.verify_delay_s + 0.05)
+    except (KombuError, RedisError, OSError) as exc:
+        # Everything is recorded; the beat's next tick does what the kick would have.
+        log.warning("could not kick the dispatcher (%s)", type(exc).__name__)
     return len(outcome.calls)
 
 
