@@ -27,9 +27,11 @@ from app.providers.base import (
     CallError,
     CallResult,
     ErrorClass,
+    InstanceResult,
     InstanceStatus,
     NoSlot,
     Outcome,
+    ProviderConfigError,
     ProviderSpec,
     VerifyRequest,
 )
@@ -39,6 +41,7 @@ log = logging.getLogger(__name__)
 EARLY_TICK_KEY = "dispatch:early-tick"
 EARLY_TICKS_PER_S = 2.0
 VERIFY_TIMEOUT = "keybind.VerifyTimeout"
+CONFIG_ERROR = "keybind.AccountMisconfigured"
 NO_REASON = CallError("keybind.NoReason", "the provider gave no reason", ErrorClass.RETRY)
 
 
@@ -59,7 +62,17 @@ def _bind_turn(rt: Runtime, conn: Connection | None, target_ids: Sequence[int], 
     claims, job = _claim(rt, conn, target_ids)
     if not claims or job is None:
         return 0
-    provider = rt.provider(job.provider, job.account)
+    try:
+        provider = rt.provider(job.provider, job.account)
+    except (ProviderConfigError, KeyError) as exc:
+        # No credentials to call with: retrying cannot help until an operator fixes the
+        # configuration, so each target fails saying what is missing (never a secret).
+        log.error("cannot call %s account %r: %s", job.provider, job.account, exc)
+        error = CallError(CONFIG_ERROR, str(exc).strip("'\""), ErrorClass.TERMINAL)
+        failed = InstanceResult(InstanceStatus.FAILED, error)
+        outcome = Outcome([], {c.instance_id: failed for c in claims})
+        _record(rt, conn, claims, outcome, spec=rt.spec(job.provider))
+        return 0
     request = BindRequest(
         region=job.region,
         instance_ids=tuple(c.instance_id for c in claims),
@@ -178,7 +191,7 @@ def _attempt_values(
     claims: Sequence[repo.Claim] | Sequence[repo.VerifyClaim], calls: Sequence[CallResult]
 ) -> list[dict[str, Any]]:
     by_instance = {c.instance_id: c.target_id for c in claims}
-    rows = []
+    rows: list[dict[str, object]] = []
     for call in calls:
         for iid in call.instance_ids:
             target_id = by_instance.get(iid)
@@ -418,12 +431,35 @@ def _notes(notes: Mapping[str, str]) -> dict[str, object]:
 
 
 def verify_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
-    """Look up accepted binds (those due in the verify phase) in one provider turn; returns
-    the number of cloud calls made."""
-    claims, job = _claim_verify(rt, target_ids)
-    if not claims or job is None:
+    """Look up accepted binds (those due in the verify phase) in one provider turn per job;
+    returns the number of cloud calls made."""
+    now = utcnow()
+    token = secrets.token_hex(16)
+    with transaction(rt.sessions) as session:
+        claims = repo.claim_verify(
+            session,
+            target_ids,
+            now,
+            token=token,
+            lease_until=now + timedelta(seconds=rt.settings.lease_s),
+        )
+        jobs = {j: session.get(Job, j) for j in {c.job_id for c in claims}}
+    calls = 0
+    for job_id, job in jobs.items():  # the dispatcher batches one job's targets; be safe
+        assert job is not None  # a target's job cannot vanish while the target exists
+        calls += _verify_job(rt, job, [c for c in claims if c.job_id == job_id])
+    return calls
+
+
+def _verify_job(rt: Runtime, job: Job, claims: list[repo.VerifyClaim]) -> int:
+    try:
+        provider = rt.provider(job.provider, job.account)
+    except (ProviderConfigError, KeyError) as exc:
+        log.error("cannot call %s account %r: %s", job.provider, job.account, exc)
+        error = CallError(CONFIG_ERROR, str(exc).strip("'\""), ErrorClass.TERMINAL)
+        failed = InstanceResult(InstanceStatus.FAILED, error)
+        _record_verify(rt, claims, Outcome([], {c.instance_id: failed for c in claims}))
         return 0
-    provider = rt.provider(job.provider, job.account)
     request = VerifyRequest(
         region=job.region,
         instance_ids=tuple(c.instance_id for c in claims),
@@ -438,36 +474,6 @@ def verify_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
     return len(outcome.calls)
 
 
-def _claim_verify(
-    rt: Runtime, target_ids: Sequence[int]
-) -> tuple[list[repo.VerifyClaim], Job | None]:
-    now = utcnow()
-    token = secrets.token_hex(16)
-    with transaction(rt.sessions) as session:
-        rows = repo.claimable_verify(session, target_ids, now)
-        job = _job(session, rows[0].job_id) if rows else None
-        rows = [t for t in rows if job is not None and t.job_id == job.id]
-        repo.lease_verify(
-            session,
-            [t.id for t in rows],
-            token=token,
-            lease_until=now + timedelta(seconds=rt.settings.lease_s),
-        )
-        claims = [
-            repo.VerifyClaim(
-                target_id=t.id,
-                job_id=t.job_id,
-                instance_id=t.instance_id,
-                bind_request_id=t.request_id,
-                verify_started_at=t.verify_started_at or now,
-                verify_checks=t.verify_checks,
-                lease_token=token,
-            )
-            for t in rows
-        ]
-    return claims, job
-
-
 def verify_backoff(checks: int, *, first_s: float, max_s: float) -> float:
     """Seconds until the next look after `checks` looks that found the bind still going."""
     return min(max_s, max(first_s, 0.5) * 2 ** max(0, checks - 1))
@@ -477,77 +483,115 @@ def _record_verify(rt: Runtime, claims: Sequence[repo.VerifyClaim], outcome: Out
     now = utcnow()
     s = rt.settings
     deltas = repo.CounterDeltas()
-    writes = _Writes(claims[0].job_id, claims[0].lease_token)
-    for c in claims:
-        result = outcome.results.get(c.instance_id)
-        if result is None:
-            # Not looked at (no slot): back to waiting for a look, no check counted.
-            writes.add(
-                c.target_id,
-                dst=None,
-                in_phase=repo.VERIFY,
-                lease_until=None,
-                lease_token=None,
-                next_attempt_at=now,
-            )
-            continue
-        error = result.error if result.status is InstanceStatus.FAILED else None
-        if result.status is InstanceStatus.FAILED and error is None:
-            error = NO_REASON
-        common: dict[str, Any] = {
-            **_notes(result.notes),
-            "verify_request_id": result.request_id,
-            "lease_until": None,
-            "lease_token": None,
-        }
-        if result.status is InstanceStatus.VERIFIED:
-            writes.add(
-                c.target_id,
-                dst=TargetState.SUCCEEDED,
-                error_code=None,
-                error_message=None,
-                finished_at=now,
-                **common,
-            )
-            continue
-        if error is not None and not error.error_class.retryable:
-            writes.add(
-                c.target_id,
-                dst=TargetState.FAILED,
-                error_code=error.code,
-                error_message=error.message,
-                finished_at=now,
-                **common,
-            )
-            continue
-        # Still operating, or the look itself failed in a way worth repeating.
-        checks = c.verify_checks + 1
-        if (now - c.verify_started_at).total_seconds() >= s.verify_budget_s:
-            seen = error.message if error else "the operation was still in progress"
-            writes.add(
-                c.target_id,
-                dst=TargetState.FAILED,
-                error_code=VERIFY_TIMEOUT,
-                error_message=(
-                    f"the bind was accepted but not confirmed within {s.verify_budget_s:g} s"
-                    f" ({checks} looks; last: {seen})"
-                ),
-                finished_at=now,
-                **common,
-            )
-            continue
-        wait = verify_backoff(checks, first_s=s.verify_delay_s, max_s=s.verify_interval_max_s)
-        writes.add(
-            c.target_id,
-            dst=None,
-            in_phase=repo.VERIFY,
-            count=("verify_checks",),
-            next_attempt_at=now + timedelta(seconds=wait),
-            error_code=error.code if error else None,
-            error_message=error.message if error else None,
-            **common,
-        )
+    verified: dict[str | None, list[repo.VerifyClaim]] = {}
     with transaction(rt.sessions) as session:
         _attempt_rows(session, claims, outcome.calls)
-        writes.flush(session, deltas)
+        for c in claims:
+            result = outcome.results.get(c.instance_id)
+            if result is None:
+                # Not looked at (no slot): back to waiting for a look, no check counted.
+                repo.update_running(
+                    session,
+                    target_id=c.target_id,
+                    holder=c.lease_token,
+                    in_phase=repo.VERIFY,
+                    lease_until=None,
+                    lease_token=None,
+                    next_attempt_at=now,
+                )
+                continue
+            error = result.error if result.status is InstanceStatus.FAILED else None
+            if result.status is InstanceStatus.FAILED and error is None:
+                error = NO_REASON
+            common: dict[str, object] = {
+                **_notes(result.notes),
+                "verify_request_id": result.request_id,
+                "lease_until": None,
+                "lease_token": None,
+            }
+            if result.status is InstanceStatus.VERIFIED and not result.notes:
+                # The common case, many at once: one statement per verify call.
+                verified.setdefault(result.request_id, []).append(c)
+                continue
+            if result.status is InstanceStatus.VERIFIED:
+                _finish(session, deltas, c, TargetState.SUCCEEDED, now, None, None, **common)
+                continue
+            if error is not None and not error.error_class.retryable:
+                _finish(
+                    session, deltas, c, TargetState.FAILED, now, error.code, error.message, **common
+                )
+                continue
+            # Still operating, or the look itself failed in a way worth repeating.
+            checks = c.verify_checks + 1
+            if (now - c.verify_started_at).total_seconds() >= s.verify_budget_s:
+                seen = error.message if error else "the operation was still in progress"
+                _finish(
+                    session,
+                    deltas,
+                    c,
+                    TargetState.FAILED,
+                    now,
+                    VERIFY_TIMEOUT,
+                    f"the bind was accepted but not confirmed within {s.verify_budget_s:g} s"
+                    f" ({checks} looks; last: {seen})",
+                    **common,
+                )
+                continue
+            wait = verify_backoff(checks, first_s=s.verify_delay_s, max_s=s.verify_interval_max_s)
+            repo.update_running(
+                session,
+                target_id=c.target_id,
+                holder=c.lease_token,
+                in_phase=repo.VERIFY,
+                verify_checks=checks,
+                next_attempt_at=now + timedelta(seconds=wait),
+                error_code=error.code if error else None,
+                error_message=error.message if error else None,
+                **common,
+            )
+        for request_id, group in verified.items():
+            moved = repo.move_targets(
+                session,
+                deltas,
+                target_ids=[c.target_id for c in group],
+                job_id=group[0].job_id,
+                src=TargetState.RUNNING,
+                dst=TargetState.SUCCEEDED,
+                holder=group[0].lease_token,
+                verify_request_id=request_id,
+                error_code=None,
+                error_message=None,
+                lease_until=None,
+                lease_token=None,
+                finished_at=now,
+            )
+            if moved < len(group):
+                log.warning("lease lost for %d targets before recording", len(group) - moved)
         repo.apply_counts(session, deltas, now)
+
+
+def _finish(
+    session: Session,
+    deltas: repo.CounterDeltas,
+    c: repo.VerifyClaim,
+    dst: TargetState,
+    now: datetime,
+    code: str | None,
+    message: str | None,
+    **values: object,
+) -> None:
+    moved = repo.move_target(
+        session,
+        deltas,
+        target_id=c.target_id,
+        job_id=c.job_id,
+        src=TargetState.RUNNING,
+        dst=dst,
+        holder=c.lease_token,
+        error_code=code,
+        error_message=message,
+        finished_at=now,
+        **values,
+    )
+    if not moved:
+        log.warning("lease lost for target %s before recording its verify", c.target_id)

@@ -537,40 +537,6 @@ def update_running_many(
     return int(session.execute(stmt.values(**values)).rowcount)  # type: ignore[attr-defined]
 
 
-def lease_verify(
-    session: Session, target_ids: Sequence[int], *, token: str, lease_until: datetime
-) -> None:
-    """Lease verify-phase targets (locked by `claimable_verify`) to `token`, in one statement."""
-    if target_ids:
-        session.execute(
-            update(Target)
-            .where(
-                Target.id.in_(target_ids),
-                Target.state == RUNNING,
-                Target.phase == VERIFY,
-                Target.lease_token.is_(None),
-            )
-            .values(lease_until=lease_until, lease_token=token, dispatched_until=None)
-        )
-
-
-def claimable_verify(session: Session, target_ids: Sequence[int], now: datetime) -> list[Target]:
-    """Targets among `target_ids` waiting in the verify phase and due, locked."""
-    stmt = (
-        select(Target)
-        .where(
-            Target.id.in_(target_ids),
-            Target.state == RUNNING,
-            Target.phase == VERIFY,
-            Target.lease_token.is_(None),
-            Target.next_attempt_at <= now,
-        )
-        .order_by(Target.id)
-        .with_for_update(skip_locked=True)
-    )
-    return list(session.scalars(stmt))
-
-
 def bind_in_flight(session: Session, job_ids: Sequence[str]) -> int:
     """Targets a worker holds for a bind call (verify-phase ones do not use the bind limit)."""
     stmt = select(func.count()).where(
@@ -614,9 +580,47 @@ def add_attempt(session: Session, **values: Any) -> None:
 
 
 def add_attempts(session: Session, rows: Sequence[dict[str, Any]]) -> None:
-    """Many attempt rows in one multi-row INSERT."""
+    """Many attempts rows in one executemany."""
     if rows:
         session.execute(insert(Attempt), list(rows))
+
+
+def claim_verify(
+    session: Session, target_ids: Sequence[int], now: datetime, *, token: str, lease_until: datetime
+) -> list[VerifyClaim]:
+    """Lease every target among `target_ids` that waits in the verify phase and is due, in one
+    guarded statement; a duplicate delivery finds them leased and gets nothing."""
+    stmt = (
+        update(Target)
+        .where(
+            Target.id.in_(target_ids),
+            Target.state == RUNNING,
+            Target.phase == VERIFY,
+            Target.lease_token.is_(None),
+            Target.next_attempt_at <= now,
+        )
+        .values(lease_token=token, lease_until=lease_until, dispatched_until=None)
+        .returning(
+            Target.id,
+            Target.job_id,
+            Target.instance_id,
+            Target.request_id,
+            Target.verify_started_at,
+            Target.verify_checks,
+        )
+    )
+    return [
+        VerifyClaim(
+            target_id=r.id,
+            job_id=r.job_id,
+            instance_id=r.instance_id,
+            bind_request_id=r.request_id,
+            verify_started_at=r.verify_started_at or now,
+            verify_checks=r.verify_checks,
+            lease_token=token,
+        )
+        for r in session.execute(stmt).all()
+    ]
 
 
 def expired_leases(session: Session, now: datetime, limit: int) -> list[Target]:

@@ -14,6 +14,7 @@ from app.providers.tencent.regions import REGIONS
 TencentInstanceId = Annotated[str, StringConstraints(pattern=r"^ins-[0-9a-z]{8}$")]
 TencentKeyId = Annotated[str, StringConstraints(pattern=r"^skey-[0-9a-z]{8}$")]
 TencentRegion = Literal[tuple(sorted(REGIONS))]  # type: ignore[valid-type]
+AccountName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
 class JobCreate(BaseModel):
@@ -33,7 +34,15 @@ class JobCreate(BaseModel):
     key_ids: list[TencentKeyId] = Field(
         min_length=1, max_length=100, json_schema_extra={"uniqueItems": True}
     )
-    force_stop: bool = False
+    force_stop: bool = Field(
+        default=False,
+        description="Power-state policy: false refuses running instances (power_policy"
+        " 'refuse'); true lets the cloud force-stop, bind and restart them ('force_stop').",
+    )
+    account: AccountName = Field(
+        default="default",
+        description="The named account (credential profile) to call the cloud with.",
+    )
     batch_size: int = Field(
         default=1,
         ge=1,
@@ -80,6 +89,7 @@ class JobView(BaseModel):
     id: str
     state: JobState
     provider: str
+    account: str
     region: str
     key_ids: list[str]
     power_policy: Literal["refuse", "force_stop"]
@@ -99,7 +109,10 @@ class TargetView(BaseModel):
     attempts: int
     error_code: str | None
     error_message: str | None
-    request_id: str | None
+    request_id: str | None = Field(description="The bind call's RequestId.")
+    verify_request_id: str | None = Field(
+        default=None, description="The RequestId of the DescribeInstances call that decided."
+    )
 
 
 class TargetPage(BaseModel):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -78,13 +79,14 @@ def submit_job(
     request: JobCreate,
     submitter: Submitter,
     max_instances: int,
-    account: str = "default",
+    accounts: Collection[str] | None = None,
     idempotency_key: str | None = None,
 ) -> Submission:
     """Validate, then write the job and all its targets in one transaction.
 
+    `accounts` are the provider's account names the request may use (None: not checked).
     With an idempotency key, a repeat of the same request returns the first job instead."""
-    problems = validate_job(request, max_instances=max_instances)
+    problems = validate_job(request, max_instances=max_instances, accounts=accounts)
     if problems:
         raise InvalidJob(problems)
     if idempotency_key is not None:
@@ -100,7 +102,7 @@ def submit_job(
     job = Job(
         id=str(uuid.uuid4()),
         provider=request.provider,
-        account=account,
+        account=request.account,
         region=request.region,
         key_ids=list(request.key_ids),
         options={"force_stop": request.force_stop},

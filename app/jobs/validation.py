@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from app.jobs.schemas import FieldProblem, JobCreate
 from app.providers.registry import spec
@@ -27,9 +27,20 @@ def _duplicates(field: str, values: Sequence[str]) -> list[FieldProblem]:
     return problems
 
 
-def validate_job(request: JobCreate, *, max_instances: int) -> list[FieldProblem]:
-    """Every problem with the request, field by field; empty when it may be accepted."""
+def validate_job(
+    request: JobCreate, *, max_instances: int, accounts: Collection[str] | None = None
+) -> list[FieldProblem]:
+    """Every problem with the request, field by field; empty when it may be accepted.
+    `accounts`: the provider's account names (None: not checked)."""
     problems: list[FieldProblem] = []
+    if accounts is not None and request.account not in accounts:
+        problems.append(
+            FieldProblem(
+                field="account",
+                value=request.account,
+                message=f"no {request.provider} account of that name; known: {sorted(accounts)}",
+            )
+        )
     if len(request.instance_ids) > max_instances:
         problems.append(
             FieldProblem(

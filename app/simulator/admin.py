@@ -83,6 +83,10 @@ def routes(state: SimState) -> list[Route]:
             state.fleet.transition_s = float(body["transition_s"])
         for action, limit in (body.get("rate_limits") or {}).items():
             state.window.limits[str(action)] = float(limit)
+        for secret_id, secret_key in (body.get("credentials") or {}).items():
+            state.config.credentials[str(secret_id)] = str(secret_key)
+        for secret_id, token in (body.get("tokens") or {}).items():
+            state.config.tokens[str(secret_id)] = str(token)
         if "timeout_fault_s" in body:
             state.config.timeout_fault_s = float(body["timeout_fault_s"])
         return JSONResponse({"ok": True, "rate_limits": state.window.limits})

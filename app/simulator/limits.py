@@ -22,11 +22,12 @@ class ArrivalWindow:
     window_s: float = 1.0
     _seen: dict[str, deque[float]] = field(default_factory=dict)
 
-    def admit(self, action: str, now: float) -> bool:
+    def admit(self, action: str, now: float, account: str = "") -> bool:
+        """Admit one call of `action`; each account (SecretId) has its own window."""
         limit = self.limits.get(action)
         if limit is None:
             return True
-        seen = self._seen.setdefault(action, deque())
+        seen = self._seen.setdefault(f"{account}\0{action}", deque())
         while seen and seen[0] <= now - self.window_s:
             seen.popleft()
         if len(seen) >= int(limit):

@@ -13,7 +13,8 @@ from app.simulator.stats import Stats
 
 @dataclass
 class SimulatorConfig:
-    credentials: dict[str, str]  # SecretId -> SecretKey the simulator accepts
+    credentials: dict[str, str]  # SecretId -> SecretKey the simulator accepts (one account each)
+    tokens: dict[str, str] = field(default_factory=dict)  # SecretId -> required X-TC-Token
     fleet_path: Path | None = None
     rate_limits: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_LIMITS))
     op_delay_s: float = 0.0

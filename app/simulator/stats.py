@@ -18,6 +18,9 @@ class ActionStats:
     codes: Counter[str] = field(default_factory=Counter)
     per_instance: Counter[str] = field(default_factory=Counter)  # non-throttled calls naming it
     succeeded: int = 0
+    by_account: defaultdict[str, list[float]] = field(
+        default_factory=lambda: defaultdict(list)
+    )  # SecretId -> accepted arrival times
 
     def summary(self, detail: bool) -> dict[str, Any]:
         throttled = self.codes.get(THROTTLED, 0)
@@ -35,6 +38,14 @@ class ActionStats:
             "last": self.accepted_at[-1] if self.accepted_at else None,
             "instances_called_more_than_once": sum(1 for n in self.per_instance.values() if n > 1),
         }
+        out["accounts"] = {
+            a: {
+                "accepted": len(ts),
+                "max_in_any_second": max_in_window(ts, 1.0),
+                "span_s": ts[-1] - ts[0] if ts else 0.0,
+            }
+            for a, ts in self.by_account.items()
+        }
         if detail:
             out["per_instance"] = dict(self.per_instance)
         return out
@@ -44,13 +55,17 @@ class ActionStats:
 class Stats:
     actions: defaultdict[str, ActionStats] = field(default_factory=lambda: defaultdict(ActionStats))
 
-    def record(self, action: str, at: float, code: str | None, instance_ids: list[str]) -> None:
+    def record(
+        self, action: str, at: float, code: str | None, instance_ids: list[str], account: str = ""
+    ) -> None:
         s = self.actions[action]
         s.arrivals.append(at)
         if code == THROTTLED:
             s.codes[code] += 1
             return
         s.accepted_at.append(at)
+        if account:
+            s.by_account[account].append(at)
         if code is None:
             s.succeeded += 1
         else:

@@ -64,8 +64,15 @@ def error_reply(code: str, message: str, request_id: str) -> Response:
     return reply({"Error": {"Code": code, "Message": message}}, request_id)
 
 
-def verify(request: Request, body: bytes, credentials: dict[str, str], now: float) -> None:
-    """Reference A4: rebuild the canonical request from what was received and compare."""
+def verify(
+    request: Request,
+    body: bytes,
+    credentials: dict[str, str],
+    now: float,
+    tokens: dict[str, str] | None = None,
+) -> str:
+    """Reference A4: rebuild the canonical request from what was received and compare.
+    Returns the SecretId; one that has an STS token configured must send it as X-TC-Token."""
     auth = request.headers.get("authorization", "")
     m = AUTH_RE.match(auth)
     if m is None:
@@ -101,6 +108,12 @@ def verify(request: Request, body: bytes, credentials: dict[str, str], now: floa
     )
     if not hmac.compare_digest(expected, sig):
         raise ApiFailure("AuthFailure.SignatureFailure", "the request signature does not match")
+    token = (tokens or {}).get(secret_id)
+    if token is not None and not hmac.compare_digest(
+        token.encode(), request.headers.get("x-tc-token", "").encode()
+    ):
+        raise ApiFailure("AuthFailure.TokenFailure", "the session token is invalid or missing")
+    return str(secret_id)
 
 
 def _unflatten(pairs: list[tuple[str, str]]) -> dict[str, Any]:
@@ -175,8 +188,11 @@ class TencentApi:
         params: dict[str, Any] = {}
         instance_ids: list[str] = []
         code: str | None = None
+        account = ""
         try:
-            verify(request, body, self.state.config.credentials, time.time())
+            account = verify(
+                request, body, self.state.config.credentials, time.time(), self.state.config.tokens
+            )
             if request.method == "GET":
                 params = _unflatten(parse_qsl(request.url.query, keep_blank_values=True))
             elif body:
@@ -195,7 +211,7 @@ class TencentApi:
             handler = getattr(self, f"do_{action}", None)
             if handler is None:
                 raise ApiFailure("InvalidAction", f"no such action: {action!r}")
-            if not self.state.window.admit(action, arrived):
+            if not self.state.window.admit(action, arrived, account):
                 raise ApiFailure(
                     "RequestLimitExceeded",
                     f"{action} exceeds its limit of calls per second; reduce the call rate",
@@ -225,7 +241,7 @@ class TencentApi:
             code = failure.code
             return error_reply(failure.code, failure.message, request_id)
         finally:
-            self.state.stats.record(action, arrived, code, instance_ids)
+            self.state.stats.record(action, arrived, code, instance_ids, account)
 
     # --- actions -------------------------------------------------------------------------
 
@@ -262,8 +278,16 @@ class TencentApi:
             fault = inst.next_fault()
             if fault is not None:
                 raise ApiFailure(fault, f"{fault} on {inst.id}")
+        action = "AssociateInstancesKeyPairs" if associate else "DisassociateInstancesKeyPairs"
         for inst in instances:
             if inst.operating:
+                # The same action still running is an identical task; anything else in flight
+                # is an operation in progress.
+                if inst.latest_operation == action:
+                    raise ApiFailure(
+                        "MutexOperation.TaskRunning",
+                        f"an identical task is running on the instance {inst.id}",
+                    )
                 raise ApiFailure(
                     "OperationDenied.InstanceOperationInProgress",
                     f"the instance {inst.id} has an operation in progress",
@@ -279,23 +303,13 @@ class TencentApi:
             raise ApiFailure(
                 code, f"the instance {inst.id} in the {inst.state} status is not supported"
             )
-        action = "AssociateInstancesKeyPairs" if associate else "DisassociateInstancesKeyPairs"
         for inst in instances:
             if associate:
                 new_keys = list(keys)  # binding replaces whatever key was bound before
                 inst.binds += 1
             else:
                 new_keys = [k for k in inst.key_ids if k not in keys]
-            inst.latest_operation = action
-            inst.latest_operation_state = "OPERATING"
-            inst.latest_operation_request_id = request_id
-            inst.op_key_ids = new_keys
-            # A force-stopped RUNNING instance is started again once bound.
-            inst.op_end_state = "RUNNING" if inst.state == "RUNNING" else "STOPPED"
-            if inst.state == "RUNNING":
-                inst.state = "STOPPED"
-            inst.op_done_at = now + fleet.op_delay_s
-            inst.advance(now)
+            inst.start_operation(action, request_id, new_keys, now=now, delay=fleet.op_delay_s)
         return {}
 
     def do_DescribeInstances(

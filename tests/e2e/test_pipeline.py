@@ -68,7 +68,8 @@ def test_a_thousand_instances_bind_through_real_workers(
     instance_ids = ids(1000)
     job_id = submit(client, instance_ids)
 
-    job = wait_final(client, job_id, timeout=120)
+    # A ceiling, not a figure: on a shared 2-core machine 1000 binds + looks can take minutes.
+    job = wait_final(client, job_id, timeout=240)
 
     assert job["state"] == "succeeded", job
     assert job["counts"]["succeeded"] == 1000 and sum(job["counts"].values()) == 1000

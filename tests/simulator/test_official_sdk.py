@@ -49,6 +49,12 @@ def associate(
     return str(client.AssociateInstancesKeyPairs(req).RequestId)
 
 
+def disassociate(client: cvm_client.CvmClient, ids: list[str]) -> str:
+    req = models.DisassociateInstancesKeyPairsRequest()
+    req.InstanceIds, req.KeyIds = ids, ["skey-3glfot13"]
+    return str(client.DisassociateInstancesKeyPairs(req).RequestId)
+
+
 def describe(client: cvm_client.CvmClient, **fields: object) -> models.DescribeInstancesResponse:
     req = models.DescribeInstancesRequest()
     req.from_json_string(json.dumps(fields))
@@ -81,7 +87,9 @@ def test_operation_is_operating_until_its_delay_passes(sim: Simulator) -> None:
     associate(client, ["ins-0pdelay1"])
     first = describe(client, InstanceIds=["ins-0pdelay1"]).InstanceSet[0]
     assert first.LatestOperationState == "OPERATING" and first.LoginSettings.KeyIds == []
-    assert code_of(lambda: associate(client, ["ins-0pdelay1"])) == (
+    # The same task again is a mutex; a different operation is "in progress".
+    assert code_of(lambda: associate(client, ["ins-0pdelay1"])) == "MutexOperation.TaskRunning"
+    assert code_of(lambda: disassociate(client, ["ins-0pdelay1"])) == (
         "OperationDenied.InstanceOperationInProgress"
     )
     time.sleep(0.6)
@@ -221,3 +229,103 @@ def test_ten_per_second_window_refuses_the_rest(sim: Simulator) -> None:
     assert codes.count("ok") == 10 and codes.count("RequestLimitExceeded") == 5
     stats = sim.stats("AssociateInstancesKeyPairs")
     assert stats["accepted"] == 10 and stats["throttled"] == 5
+
+
+def test_the_async_client_describes_instances_and_key_pairs(sim: Simulator) -> None:
+    sim.put_instances([{"id": "ins-asyncds1", "tags": {"team": "ops"}}])
+    associate(sdk(sim), ["ins-asyncds1"], "skey-async001")
+    hp = HttpProfile(endpoint=f"127.0.0.1:{sim.port}", protocol="http")
+    cp = ClientProfile(httpProfile=hp, signMethod="TC3-HMAC-SHA256")
+
+    async def run() -> tuple[models.DescribeInstancesResponse, models.DescribeKeyPairsResponse]:
+        client = cvm_client_async.CvmClient(
+            credential.Credential(SECRET_ID, SECRET_KEY), REGION, cp
+        )
+        di = models.DescribeInstancesRequest()
+        di.Filters = [models.Filter()]
+        di.Filters[0].Name, di.Filters[0].Values = "tag:team", ["ops"]
+        dk = models.DescribeKeyPairsRequest()
+        dk.KeyIds = ["skey-async001"]
+        return await client.DescribeInstances(di), await client.DescribeKeyPairs(dk)
+
+    instances, pairs = asyncio.run(run())
+    assert [i.InstanceId for i in instances.InstanceSet] == ["ins-asyncds1"]
+    assert instances.InstanceSet[0].LoginSettings.KeyIds == ["skey-async001"]
+    assert pairs.KeyPairSet[0].AssociatedInstanceIds == ["ins-asyncds1"]
+
+
+def test_force_stop_goes_through_stopping_and_comes_back_running(sim: Simulator) -> None:
+    sim.configure(op_delay_s=0.6)
+    sim.put_instances([{"id": "ins-fstimel1", "state": "RUNNING"}])
+    client = sdk(sim)
+    request_id = associate(client, ["ins-fstimel1"], force=True)
+    during = describe(client, InstanceIds=["ins-fstimel1"]).InstanceSet[0]
+    assert during.InstanceState == "STOPPING" and during.LatestOperationState == "OPERATING"
+    assert during.LoginSettings.KeyIds == []
+    time.sleep(0.8)
+    after = describe(client, InstanceIds=["ins-fstimel1"]).InstanceSet[0]
+    assert after.InstanceState == "RUNNING" and after.LatestOperationState == "SUCCESS"
+    assert after.LoginSettings.KeyIds == ["skey-3glfot13"]
+    assert after.LatestOperationRequestId == request_id
+
+
+def test_a_failed_operation_shows_failed_with_its_message(sim: Simulator) -> None:
+    sim.put_instances(
+        [{"id": "ins-opfail01", "failing_operations": {"times": 1, "message": "agent down"}}]
+    )
+    client = sdk(sim)
+    associate(client, ["ins-opfail01"])
+    inst = describe(client, InstanceIds=["ins-opfail01"]).InstanceSet[0]
+    assert inst.LatestOperationState == "FAILED" and inst.LatestOperationErrorMsg == "agent down"
+    assert inst.LoginSettings.KeyIds == []
+
+
+def test_transitional_states_move_on_by_themselves(sim: Simulator) -> None:
+    sim.put_instances([{"id": "ins-settle01", "state": "STOPPING", "settles_after_s": 0.3}])
+    client = sdk(sim)
+    assert code_of(lambda: associate(client, ["ins-settle01"])) == (
+        "UnsupportedOperation.InstanceStateStopping"
+    )
+    time.sleep(0.4)
+    associate(client, ["ins-settle01"])
+    assert describe(client, InstanceIds=["ins-settle01"]).InstanceSet[0].InstanceState == "STOPPED"
+
+
+def test_sts_token_is_required_when_configured(sim: Simulator) -> None:
+    sim.configure(
+        credentials={"AKIDstsTEMPORARY0001": "sts-secret"},
+        tokens={"AKIDstsTEMPORARY0001": "sts-token-1"},
+    )
+    hp = HttpProfile(endpoint=f"127.0.0.1:{sim.port}", protocol="http")
+    cp = ClientProfile(httpProfile=hp, signMethod="TC3-HMAC-SHA256")
+
+    def client(token: str | None) -> cvm_client.CvmClient:
+        cred = credential.Credential("AKIDstsTEMPORARY0001", "sts-secret", token)
+        return cvm_client.CvmClient(cred, REGION, cp)
+
+    assert associate(client("sts-token-1"), ["ins-ststok01"])
+    assert code_of(lambda: associate(client(None), ["ins-ststok02"])) == "AuthFailure.TokenFailure"
+    assert code_of(lambda: associate(client("stale"), ["ins-ststok03"])) == (
+        "AuthFailure.TokenFailure"
+    )
+
+
+def test_each_account_has_its_own_rate_window(sim: Simulator) -> None:
+    sim.configure(credentials={"AKIDsecondACCOUNT0001": "second-secret"})
+    hp = HttpProfile(endpoint=f"127.0.0.1:{sim.port}", protocol="http")
+    cp = ClientProfile(httpProfile=hp, signMethod="TC3-HMAC-SHA256")
+    second = credential.Credential("AKIDsecondACCOUNT0001", "second-secret")
+
+    def one(arg: tuple[int, str]) -> str:
+        n, iid = arg
+        client = sdk(sim) if n % 2 else cvm_client.CvmClient(second, REGION, cp)
+        try:
+            associate(client, [iid])
+            return "ok"
+        except TencentCloudSDKException as exc:
+            return str(exc.get_code())
+
+    with ThreadPoolExecutor(20) as pool:
+        codes = list(pool.map(one, enumerate(f"ins-acct{i:04d}" for i in range(20))))
+    # Ten per second per account: both accounts' ten go through in the same second.
+    assert codes.count("ok") == 20, codes

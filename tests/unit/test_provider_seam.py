@@ -121,3 +121,34 @@ def test_an_unparsable_accounts_file_does_not_echo_its_contents(tmp_path: Path) 
     with pytest.raises(ProviderConfigError) as info:
         load_accounts(Settings(home=tmp_path, accounts_file=path))
     assert "hunter2" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "url"),
+    [
+        ("cn", "https://cvm.tencentcloudapi.com"),
+        ("intl", "https://cvm.intl.tencentcloudapi.com"),
+        ("http://127.0.0.1:9100", "http://127.0.0.1:9100"),
+    ],
+)
+def test_cn_and_intl_endpoints(endpoint: str, url: str, tmp_path: Path) -> None:
+    from pydantic import SecretStr
+
+    from app.providers.base import Account
+    from app.providers.tencent.provider import TencentProvider, connect
+
+    creds = {"secret_id": SecretStr("AKIDx"), "secret_key": SecretStr("k")}
+    p = connect(Account("tencent", "x", endpoint, creds), Settings(home=tmp_path))
+    assert isinstance(p, TencentProvider) and p.client.endpoint == url
+    p.close()
+
+
+def test_the_accounts_file_may_be_toml(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.toml"
+    path.write_text(
+        '[tencent.staging]\nendpoint = "intl"\nsecret_id = "AKIDs"\nsecret_key = "k"\n'
+        "[tencent.staging.rates]\nAssociateInstancesKeyPairs = 5\n"
+    )
+    staging = load_accounts(Settings(home=tmp_path, accounts_file=path)).get("tencent", "staging")
+    assert staging is not None and staging.endpoint == "intl"
+    assert staging.rates == {"AssociateInstancesKeyPairs": 5.0}

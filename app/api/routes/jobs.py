@@ -22,6 +22,7 @@ from app.jobs.schemas import (
     TargetView,
 )
 from app.jobs.states import JobState, TargetState
+from app.providers.base import ProviderConfigError
 
 log = logging.getLogger(__name__)
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
@@ -35,6 +36,7 @@ def _view(job: Job) -> JobView:
         id=job.id,
         state=JobState(job.state),
         provider=job.provider,
+        account=job.account,
         region=job.region,
         key_ids=job.key_ids,
         power_policy="force_stop" if job.power_policy == "force_stop" else "refuse",
@@ -64,11 +66,19 @@ def submit(
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> JobCreated:
     try:
+        accounts = rt.accounts.names(body.provider)
+    except ProviderConfigError as exc:
+        log.error("accounts configuration: %s", exc)
+        raise ApiError(
+            503, "misconfigured", "keybind's accounts configuration is invalid; see its log"
+        ) from exc
+    try:
         submission = service.submit_job(
             sessions=rt.sessions,
             request=body,
             submitter=service.Submitter(name=who.name, source="api"),
             max_instances=rt.settings.max_instances,
+            accounts=accounts,
             idempotency_key=idempotency_key,
         )
     except service.IdempotencyConflict as exc:
@@ -146,6 +156,7 @@ def instances(
             error_code=t.error_code,
             error_message=t.error_message,
             request_id=t.request_id,
+            verify_request_id=t.verify_request_id,
         )
         for t in rows
     ]

@@ -90,6 +90,7 @@ TABLE: dict[str, tuple[ErrorClass, str]] = {
     "keybind.ConnectionError": (R, "could not reach the endpoint"),
     "keybind.HttpStatus": (R, "a non-200 HTTP status (gateway or server trouble)"),
     "keybind.BadResponse": (R, "an answer that is not the API's JSON"),
+    "keybind.AccountMisconfigured": (T, "the job's account has no usable credentials"),
     "keybind.WorkerLost": (R, "the worker calling for the instance stopped (the sweeper retries)"),
     # keybind's own: the verify phase (DescribeInstances after an accepted bind).
     "keybind.OperationFailed": (T, "DescribeInstances shows the bind operation FAILED"),

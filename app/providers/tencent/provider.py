@@ -37,6 +37,8 @@ if TYPE_CHECKING:
 NAME = "tencent"
 CN_ENDPOINT = "https://cvm.tencentcloudapi.com"
 INTL_ENDPOINT = "https://cvm.intl.tencentcloudapi.com"
+# Short names for the two sites, accepted wherever an endpoint is configured.
+ENDPOINT_ALIASES = {"cn": CN_ENDPOINT, "intl": INTL_ENDPOINT}
 # Each action's documented per-account limit (213/33232 and 213/33260).
 ACTIONS = {ASSOCIATE: 10.0, DESCRIBE_INSTANCES: 40.0}
 
@@ -146,7 +148,7 @@ def connect(account: Account, settings: Settings) -> TencentProvider:
     if not secret_key:
         raise ProviderConfigError(f"{where}SECRET_KEY is not set")
     client = TencentClient(
-        endpoint=account.endpoint,
+        endpoint=ENDPOINT_ALIASES.get(account.endpoint, account.endpoint),
         secret_id=secret_id,
         secret_key=secret_key,
         session_token=account.secret("session_token"),
