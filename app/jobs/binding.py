@@ -38,8 +38,6 @@ from app.providers.base import (
 from app.runtime import Runtime
 
 log = logging.getLogger(__name__)
-EARLY_TICK_KEY = "dispatch:early-tick"
-EARLY_TICKS_PER_S = 2.0
 VERIFY_TIMEOUT = "keybind.VerifyTimeout"
 CONFIG_ERROR = "keybind.AccountMisconfigured"
 NO_REASON = CallError("keybind.NoReason", "the provider gave no reason", ErrorClass.RETRY)
@@ -92,13 +90,10 @@ def _bind_turn(rt: Runtime, conn: Connection | None, target_ids: Sequence[int], 
             # Halves are due now; the next tick would release them anyway, a kick saves
             # waiting for it.
             rt.kick_dispatch()
-        elif recorded.verifying and (
-            front or rt.limiter.try_acquire(EARLY_TICK_KEY, EARLY_TICKS_PER_S) <= 0
-        ):
-            # Ask for a tick when the verify look falls due instead of up to a beat later: a
-            # small job's whole wait is this look, and so is a rotation's tail. Always for a
-            # front-lane call; otherwise a few per second, through the limiter, so a busy
-            # account does not turn every call into a dispatcher tick.
+        elif recorded.verifying and front:
+            # A small job's whole wait is its verify look: ask for a tick when the look falls
+            # due instead of up to a beat later. Only for front-lane calls: on a busy account
+            # every call would become a dispatcher tick, and ticks share the workers' slots.
             rt.kick_dispatch(countdown=rt.settings.verify_delay_s + 0.05)
     except (KombuError, RedisError, OSError) as exc:
         # Everything is recorded; the beat's next tick does what the kick would have.
