@@ -143,13 +143,16 @@ class Runtime:
                 expires=self.settings.dispatch_lease_s,
             )
 
-    def enqueue_verifies(self, batches: Sequence[Sequence[int]]) -> None:
+    def enqueue_verifies(self, batches: Sequence[Sequence[int]], countdown: float = 0.0) -> None:
+        """One verify task per batch, now or in `countdown` s (the claim only takes targets
+        whose look is due, so an early or duplicate message changes nothing)."""
         for batch in batches:
             self.celery.send_task(
                 VERIFY_TASK,
                 args=[list(batch)],
                 queue=self.bind_queue,
-                expires=self.settings.dispatch_lease_s,
+                countdown=countdown or None,
+                expires=countdown + self.settings.dispatch_lease_s,
             )
 
     def kick_dispatch(self, countdown: float = 0.0) -> None:

@@ -91,10 +91,11 @@ def _bind_turn(rt: Runtime, conn: Connection | None, target_ids: Sequence[int], 
             # waiting for it.
             rt.kick_dispatch()
         elif recorded.verifying and front:
-            # A small job's whole wait is its verify look: ask for a tick when the look falls
-            # due instead of up to a beat later. Only for front-lane calls: on a busy account
-            # every call would become a dispatcher tick, and ticks share the workers' slots.
-            rt.kick_dispatch(countdown=rt.settings.verify_delay_s + 0.05)
+            # A small job's whole wait is its verify look: send it for when it falls due
+            # instead of waiting for a dispatcher tick to hand it out (which still would, if
+            # this message were lost). Only for front-lane calls: a job's first, so a busy
+            # account's bulk keeps its looks batched 100 a call by the dispatcher.
+            rt.enqueue_verifies([recorded.verifying], countdown=rt.settings.verify_delay_s + 0.05)
     except (KombuError, RedisError, OSError) as exc:
         # Everything is recorded; the beat's next tick does what the kick would have.
         log.warning("could not kick the dispatcher (%s)", type(exc).__name__)
@@ -104,7 +105,7 @@ def _bind_turn(rt: Runtime, conn: Connection | None, target_ids: Sequence[int], 
 @dataclass(frozen=True, slots=True)
 class _Recorded:
     split: bool  # a call was split in halves, due now
-    verifying: bool  # some targets were accepted and wait for their verify look
+    verifying: list[int]  # targets accepted, waiting for their verify look
 
 
 # The facts of a job a worker needs (provider, account, region, keys, policy) never change;
@@ -334,7 +335,7 @@ def _record(
     splitting = _splitting(claims, outcome, spec)
     # One draw per turn: instances that failed together retry together, as one call again.
     jitter = rt.rng.random()
-    verifying = False
+    verifying: list[int] = []
     for c in claims:
         result = outcome.results.get(c.instance_id)
         if result is None:
@@ -364,7 +365,7 @@ def _record(
         if verify and result.status in (InstanceStatus.ACCEPTED, InstanceStatus.OPERATING):
             # Accepted is not done: the target stays running, lease given up, and waits
             # in PostgreSQL (not in a sleeping worker) for its verify look.
-            verifying = True
+            verifying.append(c.target_id)
             writes.add(
                 c.target_id,
                 dst=None,
