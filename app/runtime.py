@@ -52,6 +52,11 @@ class Runtime:
         return make_engine(self.settings)
 
     @cached_property
+    def autocommit(self) -> Engine:
+        """The same pool, each statement its own transaction: for work done in one statement."""
+        return self.engine.execution_options(isolation_level="AUTOCOMMIT")
+
+    @cached_property
     def sessions(self) -> sessionmaker[Session]:
         return make_sessionmaker(self.engine)
 
@@ -143,26 +148,33 @@ class Runtime:
             self.celery.send_task(
                 BIND_TASK,
                 args=[list(batch)],
+                kwargs={"front": True} if front else {},
                 queue=self.bind_queue,
                 priority=FRONT_PRIORITY if front else BULK_PRIORITY,
                 # After the dispatch lease the dispatcher releases the target again anyway.
                 expires=self.settings.dispatch_lease_s,
             )
 
-    def enqueue_verifies(self, batches: Sequence[Sequence[int]]) -> None:
+    def enqueue_verifies(self, batches: Sequence[Sequence[int]], countdown: float = 0.0) -> None:
+        """One verify task per batch, now or in `countdown` s (the claim only takes targets
+        whose look is due, so an early or duplicate message changes nothing)."""
         for batch in batches:
             self.celery.send_task(
                 VERIFY_TASK,
                 args=[list(batch)],
                 queue=self.bind_queue,
-                expires=self.settings.dispatch_lease_s,
+                countdown=countdown or None,
+                expires=countdown + self.settings.dispatch_lease_s,
             )
 
-    def kick_dispatch(self) -> None:
+    def kick_dispatch(self, countdown: float = 0.0) -> None:
+        """Ask for a dispatcher tick now (or in `countdown` s) rather than at the next beat.
+        Only ever an accelerator: what is due lives in PostgreSQL, and the beat ticks anyway."""
         self.celery.send_task(
             DISPATCH_TASK,
             queue=self.control_queue,
-            expires=max(5.0, 5 * self.settings.dispatch_interval_s),
+            countdown=countdown or None,
+            expires=countdown + max(5.0, 5 * self.settings.dispatch_interval_s),
         )
 
     def close(self) -> None:

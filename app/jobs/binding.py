@@ -8,9 +8,12 @@ import random
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
+from kombu.exceptions import KombuError
+from redis.exceptions import RedisError
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from app.db import transaction, utcnow
@@ -58,16 +61,27 @@ def _all_failed(instance_ids: Iterable[str], error: CallError) -> Outcome:
     return Outcome([], dict.fromkeys(instance_ids, failed))
 
 
-def bind_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
+def bind_targets(rt: Runtime, target_ids: Sequence[int], *, front: bool = False) -> int:
     """Bind the given targets (those still waiting and due) in one provider turn; returns the
-    number of cloud calls made."""
-    claims, job = _claim(rt, target_ids)
+    number of cloud calls made. `front`: the call came through the broker's front lane (a
+    job's first call), so its verify look is asked for as soon as it is due."""
+    if rt.engine.dialect.name != "postgresql":
+        return _bind_turn(rt, None, target_ids, front)
+    # One autocommit connection for the whole turn: the claim is one statement, and so is
+    # the record whenever every target got the same change (the common case). Round trips to
+    # the database, not CPU, are what a turn costs.
+    with rt.autocommit.connect() as conn:
+        return _bind_turn(rt, conn, target_ids, front)
+
+
+def _bind_turn(rt: Runtime, conn: Connection | None, target_ids: Sequence[int], front: bool) -> int:
+    claims, job = _claim(rt, conn, target_ids)
     if not claims or job is None:
         return 0
     provider = _connect(rt, job)
     if isinstance(provider, CallError):
         outcome = _all_failed((c.instance_id for c in claims), provider)
-        _record(rt, claims, outcome, spec=provider_spec(job.provider))
+        _record(rt, conn, claims, outcome, spec=provider_spec(job.provider))
         return 0
     request = BindRequest(
         region=job.region,
@@ -82,10 +96,28 @@ def bind_targets(rt: Runtime, target_ids: Sequence[int]) -> int:
         # No slot within the bound: hand the targets back untouched rather than hold a
         # worker slot hostage; the dispatcher releases them again.
         outcome = Outcome()
-    if _record(rt, claims, outcome, spec=provider.spec):
-        # Halves are due now; the next tick would release them anyway, a kick saves waiting.
-        rt.kick_dispatch()
+    recorded = _record(rt, conn, claims, outcome, spec=provider.spec)
+    try:
+        if recorded.split:
+            # Halves are due now; the next tick would release them anyway, a kick saves
+            # waiting for it.
+            rt.kick_dispatch()
+        elif recorded.verifying and front:
+            # A small job's whole wait is its verify look: send it for when it falls due
+            # instead of waiting for a dispatcher tick to hand it out (which still would, if
+            # this message were lost). Only for front-lane calls: a job's first, so a busy
+            # account's bulk keeps its looks batched 100 a call by the dispatcher.
+            rt.enqueue_verifies([recorded.verifying], countdown=rt.settings.verify_delay_s + 0.05)
+    except (KombuError, RedisError, OSError) as exc:
+        # Everything is recorded; the beat's next tick does what the kick would have.
+        log.warning("could not kick the dispatcher (%s)", type(exc).__name__)
     return len(outcome.calls)
+
+
+@dataclass(frozen=True, slots=True)
+class _Recorded:
+    split: bool  # a call was split in halves, due now
+    verifying: list[int]  # targets accepted, waiting for their verify look
 
 
 # The facts of a job a worker needs (provider, account, region, keys, policy) never change;
@@ -105,18 +137,27 @@ def _job(session: Session, job_id: str) -> Job | None:
     return job
 
 
-def _claim(rt: Runtime, target_ids: Sequence[int]) -> tuple[list[repo.Claim], Job | None]:
+def _claim(
+    rt: Runtime, conn: Connection | None, target_ids: Sequence[int]
+) -> tuple[list[repo.Claim], Job | None]:
     now = utcnow()
+    lease = {
+        "now": now,
+        "lease_until": now + timedelta(seconds=rt.settings.lease_s),
+        "token": secrets.token_hex(16),
+    }
+    if conn is not None:
+        claims = repo.claim_targets_at_once(conn, target_ids, **lease)
+        if not claims:
+            return [], None
+        job = _JOBS.get(claims[0].job_id)
+        if job is None:
+            with rt.sessions() as session:
+                job = _job(session, claims[0].job_id)
+        return claims, job
     deltas = repo.CounterDeltas()
     with transaction(rt.sessions) as session:
-        claims = repo.claim_targets(
-            session,
-            deltas,
-            target_ids,
-            now=now,
-            lease_until=now + timedelta(seconds=rt.settings.lease_s),
-            token=secrets.token_hex(16),
-        )
+        claims = repo.claim_targets(session, deltas, target_ids, **lease)
         job = _job(session, claims[0].job_id) if claims else None
         repo.apply_counts(session, deltas, now)
     return claims, job
@@ -151,6 +192,12 @@ def _attempt_rows(
     calls: Sequence[CallResult],
 ) -> None:
     """One attempts row per call per claimed instance it covered, in one INSERT."""
+    repo.add_attempts(session, _attempt_values(claims, calls))
+
+
+def _attempt_values(
+    claims: Sequence[repo.Claim] | Sequence[repo.VerifyClaim], calls: Sequence[CallResult]
+) -> list[dict[str, Any]]:
     by_instance = {c.instance_id: c.target_id for c in claims}
     rows: list[dict[str, object]] = []
     for call in calls:
@@ -171,7 +218,16 @@ def _attempt_rows(
                     "error_message": error.message if error else None,
                 }
             )
-    repo.add_attempts(session, rows)
+    return rows
+
+
+@dataclass(frozen=True, slots=True)
+class _Group:
+    dst: TargetState | None
+    in_phase: str
+    values: dict[str, Any]
+    count: tuple[str, ...]  # columns incremented by one
+    ids: list[int]
 
 
 @dataclass
@@ -181,9 +237,7 @@ class _Writes:
 
     job_id: str
     holder: str
-    groups: dict[tuple[Any, ...], tuple[TargetState | None, str, dict[str, Any], list[int]]] = (
-        field(default_factory=dict)
-    )
+    groups: dict[tuple[Any, ...], _Group] = field(default_factory=dict)
 
     def add(
         self,
@@ -204,14 +258,36 @@ class _Writes:
         )
         key = (dst, in_phase, count, frozen)
         if key not in self.groups:
-            sql_values = dict(values)
-            for column in count:
-                sql_values[column] = getattr(Target, column) + 1
-            self.groups[key] = (dst, in_phase, sql_values, [])
-        self.groups[key][3].append(target_id)
+            self.groups[key] = _Group(dst, in_phase, values, count, [])
+        self.groups[key].ids.append(target_id)
+
+    def flush_at_once(
+        self, conn: Connection, attempts: Sequence[dict[str, Any]], now: datetime
+    ) -> None:
+        """The one group of changes, the attempts and the counters as one statement."""
+        (g,) = self.groups.values()
+        moved = repo.record_at_once(
+            conn,
+            job_id=self.job_id,
+            holder=self.holder,
+            target_ids=g.ids,
+            dst=g.dst,
+            in_phase=g.in_phase,
+            values=g.values,
+            count=g.count,
+            attempts=attempts,
+            now=now,
+        )
+        if moved < len(g.ids):
+            log.warning("lease lost for %d targets before recording", len(g.ids) - moved)
+        self.groups.clear()
 
     def flush(self, session: Session, deltas: repo.CounterDeltas) -> None:
-        for dst, in_phase, values, ids in self.groups.values():
+        for g in self.groups.values():
+            dst, in_phase, ids = g.dst, g.in_phase, g.ids
+            values = dict(g.values)
+            for column in g.count:
+                values[column] = getattr(Target, column) + 1
             if dst is None:
                 moved = repo.update_running_many(
                     session, target_ids=ids, holder=self.holder, in_phase=in_phase, **values
@@ -255,9 +331,14 @@ def _splitting(
 
 
 def _record(
-    rt: Runtime, claims: Sequence[repo.Claim], outcome: Outcome, *, spec: ProviderSpec
-) -> bool:
-    """Write the turn's results; True when a call was split in halves (now due)."""
+    rt: Runtime,
+    conn: Connection | None,
+    claims: Sequence[repo.Claim],
+    outcome: Outcome,
+    *,
+    spec: ProviderSpec,
+) -> _Recorded:
+    """Write the turn's results."""
     now = utcnow()
     verify = spec.verify_action is not None
     deltas = repo.CounterDeltas()
@@ -266,6 +347,7 @@ def _record(
     splitting = _splitting(claims, outcome, spec)
     # One draw per turn: instances that failed together retry together, as one call again.
     jitter = rt.rng.random()
+    verifying: list[int] = []
     for c in claims:
         result = outcome.results.get(c.instance_id)
         if result is None:
@@ -295,6 +377,7 @@ def _record(
         if verify and result.status in (InstanceStatus.ACCEPTED, InstanceStatus.OPERATING):
             # Accepted is not done: the target stays running, lease given up, and waits
             # in PostgreSQL (not in a sleeping worker) for its verify look.
+            verifying.append(c.target_id)
             writes.add(
                 c.target_id,
                 dst=None,
@@ -339,13 +422,16 @@ def _record(
         if d.state.final:
             values["finished_at"] = now
         writes.add(c.target_id, dst=d.state, count=("attempts",), **values)
-    with transaction(rt.sessions) as session:
-        _attempt_rows(session, claims, outcome.calls)
-        writes.flush(session, deltas)
-        repo.apply_counts(session, deltas, now)
+    if conn is not None and len(writes.groups) == 1:
+        writes.flush_at_once(conn, _attempt_values(claims, outcome.calls), now)
+    elif writes.groups:
+        with transaction(rt.sessions) as session:
+            _attempt_rows(session, claims, outcome.calls)
+            writes.flush(session, deltas)
+            repo.apply_counts(session, deltas, now)
     if untouched:
         _release(rt, untouched)
-    return bool(splitting)
+    return _Recorded(split=bool(splitting), verifying=verifying)
 
 
 def _notes(notes: Mapping[str, str]) -> dict[str, object]:

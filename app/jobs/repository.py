@@ -3,12 +3,34 @@
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache, lru_cache
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, or_, select, true, update
+from sqlalchemy import (
+    BigInteger,
+    Connection,
+    DateTime,
+    Float,
+    Integer,
+    String,
+    Text,
+    Update,
+    and_,
+    any_,
+    bindparam,
+    case,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, aliased
@@ -16,12 +38,10 @@ from sqlalchemy.orm import Session, aliased
 from app.jobs.batching import Due
 from app.jobs.models import Attempt, CallbackAttempt, IdempotencyKey, Job, Target
 from app.jobs.states import (
-    FINAL_JOB_STATES,
     WAITING_TARGET_STATES,
     JobState,
     TargetState,
     can_move,
-    final_job_state,
 )
 
 COUNTER_COLUMN: dict[TargetState, Any] = {
@@ -69,8 +89,20 @@ def _copy_targets(
             "COPY targets (job_id, instance_id, state, attempts, next_attempt_at) FROM STDIN"
         ) as copy,
     ):
-        for iid in instance_ids:
-            copy.write_row((job_id, iid, TargetState.PENDING.value, 0, now))
+        # One text block rather than a row at a time: formatting 100k rows one by one costs
+        # more than PostgreSQL's work to store them.
+        tail = f"\t{TargetState.PENDING.value}\t0\t{now.isoformat()}\n"
+        head = f"{job_id}\t"
+        copy.write("".join(head + _copy_text(iid) + tail for iid in instance_ids))
+
+
+def _copy_text(value: str) -> str:
+    """A value in COPY's text format (IDs are validated, but a provider's pattern may allow
+    characters that COPY treats specially)."""
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        value = value.replace("\\", "\\\\").replace("\t", "\\t")
+        value = value.replace("\n", "\\n").replace("\r", "\\r")
+    return value
 
 
 def get_job(session: Session, job_id: str) -> Job | None:
@@ -157,59 +189,50 @@ def move_targets(
     return moved
 
 
+def counts_update(
+    job_id: Any, deltas: Mapping[TargetState, Any], now: datetime, *, started: bool
+) -> Update:
+    """The one UPDATE of a job row for target moves: counters (`deltas` may be numbers or SQL
+    expressions), version, queued -> running when `started` (targets moved to running), and
+    the final state once no target is open (final_job_state, in SQL: every SET reads the row
+    as it was, so the whole change is atomic)."""
+    new = {s: COUNTER_COLUMN[s] + deltas.get(s, 0) for s in TargetState}
+    still_open = new[TargetState.PENDING] + new[TargetState.RUNNING] + new[TargetState.RETRYING]
+    final = case(
+        # A job asked to cancel ends cancelled, even if its last calls all succeeded.
+        (Job.cancel_requested_at.is_not(None), JobState.CANCELLED.value),
+        (new[TargetState.CANCELLED] > 0, JobState.CANCELLED.value),
+        (new[TargetState.FAILED] == 0, JobState.SUCCEEDED.value),
+        (new[TargetState.SUCCEEDED] > 0, JobState.PARTIAL.value),
+        else_=JobState.FAILED.value,
+    )
+    done = and_(Job.state.in_(ACTIVE_JOB_STATES), still_open == 0)
+    values: dict[Any, Any] = {COUNTER_COLUMN[s]: new[s] for s in deltas}
+    values[Job.version] = Job.version + 1
+    values[Job.updated_at] = now
+    running = JobState.RUNNING.value if started else Job.state
+    values[Job.state] = case(
+        (done, final), (Job.state == JobState.QUEUED.value, running), else_=Job.state
+    )
+    if started:
+        values[Job.started_at] = func.coalesce(Job.started_at, now)
+    values[Job.finished_at] = case(
+        (done, func.coalesce(Job.finished_at, now)), else_=Job.finished_at
+    )
+    return update(Job).where(Job.id == job_id).values(values)
+
+
 def apply_counts(session: Session, deltas: CounterDeltas, now: datetime) -> None:
     """Apply gathered count changes; a job left with no open target gets its final state.
 
-    One statement per job (the counters, the queued -> running move and reading back what
-    decides the final state), so the job row's lock is held for as short as possible: every
-    worker's every transaction ends here."""
+    One statement per job, so the job row's lock (every worker's every transaction ends
+    here) is held for as short as possible."""
     for job_id in sorted(deltas.by_job):  # fixed order: two writers cannot deadlock on jobs
-        counts = deltas.by_job[job_id]
-        values: dict[Any, Any] = {
-            COUNTER_COLUMN[s]: COUNTER_COLUMN[s] + n for s, n in counts.items() if n
-        }
-        values[Job.version] = Job.version + 1
-        values[Job.updated_at] = now
-        if counts[TargetState.RUNNING] > 0:
-            values[Job.started_at] = func.coalesce(Job.started_at, now)
-            values[Job.state] = case(
-                (Job.state == JobState.QUEUED.value, JobState.RUNNING.value), else_=Job.state
-            )
-        job = session.execute(
-            update(Job)
-            .where(Job.id == job_id)
-            .values(values)
-            .returning(
-                Job.state,
-                Job.cancel_requested_at,
-                Job.n_pending,
-                Job.n_running,
-                Job.n_retrying,
-                Job.n_succeeded,
-                Job.n_failed,
-                Job.n_cancelled,
-            )
-        ).one_or_none()
-        if job is not None:
-            _finish_if_done(session, job_id, job, now)
+        # Even with no count changed the version moves: a cancel request changes the job.
+        counts = {s: n for s, n in deltas.by_job[job_id].items() if n}
+        started = counts.get(TargetState.RUNNING, 0) > 0
+        session.execute(counts_update(job_id, counts, now, started=started))
     deltas.by_job.clear()
-
-
-def _finish_if_done(session: Session, job_id: str, job: Any, now: datetime) -> None:
-    if job.state in {s.value for s in FINAL_JOB_STATES}:
-        return
-    if job.n_pending + job.n_running + job.n_retrying:
-        return
-    final = final_job_state(
-        succeeded=job.n_succeeded, failed=job.n_failed, cancelled=job.n_cancelled
-    )
-    if job.cancel_requested_at is not None:
-        final = JobState.CANCELLED
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.finished_at.is_(None))
-        .values(state=final.value, finished_at=now)
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +247,60 @@ class Claim:
     bisect_calls: int = 0  # calls that included it and ended in a split (see Target)
 
 
+_CLAIM_COLUMNS = (
+    Target.id,
+    Target.job_id,
+    Target.instance_id,
+    Target.attempts,
+    Target.first_attempt_at,
+    Target.bisect_calls,
+)
+
+
+def _claimable(target_ids: Sequence[int], now: datetime) -> Any:
+    """The waiting, due targets among `target_ids` of the first one's job, locked in id order
+    (a batch is always one job's), with the state each is in."""
+    first_job = select(Target.job_id).where(Target.id == target_ids[0]).scalar_subquery()
+    return (
+        select(Target.id, Target.state.label("prior"))
+        .where(
+            Target.id.in_(target_ids),
+            Target.job_id == first_job,
+            Target.state.in_(WAITING),
+            Target.next_attempt_at <= now,
+        )
+        .order_by(Target.id)
+        .with_for_update(skip_locked=True)
+    )
+
+
+def _lease(now: datetime, lease_until: datetime, token: str) -> dict[str, Any]:
+    return {
+        "state": TargetState.RUNNING.value,
+        "lease_until": lease_until,
+        "lease_token": token,
+        "dispatched_until": None,
+        "first_attempt_at": func.coalesce(Target.first_attempt_at, now),
+    }
+
+
+def _claims(rows: Sequence[Any], token: str) -> list[Claim]:
+    """Rows of _CLAIM_COLUMNS plus the prior state, in id order."""
+    return [
+        Claim(
+            target_id=r[0],
+            job_id=r[1],
+            instance_id=r[2],
+            attempts=r[3],
+            first_attempt_at=r[4],
+            bisect_calls=r[5],
+            prior_state=TargetState(r[6]),
+            lease_token=token,
+        )
+        for r in sorted(rows)
+    ]
+
+
 def claim_targets(
     session: Session,
     deltas: CounterDeltas,
@@ -233,59 +310,195 @@ def claim_targets(
     lease_until: datetime,
     token: str,
 ) -> list[Claim]:
-    """Lease to `token` the targets among `target_ids` that are waiting and due and belong to
-    the first one's job (a batch is always one job's). Two statements whatever the batch size:
-    lock the rows, then move them all."""
-    rows = session.execute(
-        select(
-            Target.id,
-            Target.job_id,
-            Target.instance_id,
-            Target.state,
-            Target.attempts,
-            Target.first_attempt_at,
-            Target.bisect_calls,
-        )
+    """Lease to `token` the targets among `target_ids` that are waiting and due (see
+    `_claimable`), in the caller's transaction; counter changes go to `deltas`."""
+    if not target_ids:
+        return []
+    claimable = _claimable(target_ids, now)
+    if session.get_bind().dialect.name == "postgresql":
+        picked = claimable.cte("picked")
+        rows = session.execute(
+            update(Target)
+            .where(Target.id == picked.c.id)
+            .values(_lease(now, lease_until, token))
+            .returning(*_CLAIM_COLUMNS, picked.c.prior)
+        ).all()
+    else:  # SQLite's RETURNING cannot name the FROM table; it serialises writers anyway
+        prior = dict(session.execute(claimable).tuples().all())
+        rows = [
+            (*r, prior[r[0]])
+            for r in session.execute(
+                update(Target)
+                .where(Target.id.in_(list(prior)))
+                .values(_lease(now, lease_until, token))
+                .returning(*_CLAIM_COLUMNS)
+            ).tuples()
+        ]
+    claims = _claims(rows, token)
+    for c in claims:
+        deltas.add(c.job_id, c.prior_state, TargetState.RUNNING)
+    return claims
+
+
+# The bind turn's two statements are built once per shape, with bound parameters, and reused
+# (parameter names are never column names: SQLAlchemy would add those to an UPDATE's SET):
+# building a statement this size costs SQLAlchemy more CPU than PostgreSQL spends running it.
+# Arrays (= ANY, unnest) keep the shape independent of the batch size.
+_ATTEMPT_ARRAYS = {
+    "target_id": ARRAY(BigInteger),
+    "action": ARRAY(String),
+    "started_at": ARRAY(DateTime(timezone=True)),
+    "latency_ms": ARRAY(Float),
+    "http_status": ARRAY(Integer),
+    "request_id": ARRAY(String),
+    "error_code": ARRAY(String),
+    "error_message": ARRAY(Text),
+}
+_IDS = bindparam("ids", type_=ARRAY(BigInteger))
+_NOW = bindparam("now", type_=DateTime(timezone=True))
+
+
+@cache
+def _claim_statement() -> Any:
+    first_job = select(Target.job_id).where(Target.id == bindparam("first")).scalar_subquery()
+    picked = (
+        select(Target.id, Target.state.label("prior"))
         .where(
-            Target.id.in_(target_ids),
+            Target.id == any_(_IDS),
+            Target.job_id == first_job,
             Target.state.in_(WAITING),
-            Target.next_attempt_at <= now,
+            Target.next_attempt_at <= _NOW,
         )
         .order_by(Target.id)
         .with_for_update(skip_locked=True)
-    ).all()
-    if not rows:
-        return []
-    job_id = rows[0].job_id
-    rows = [r for r in rows if r.job_id == job_id]
-    session.execute(
+        .cte("picked")
+    )
+    moved = (
         update(Target)
-        .where(Target.id.in_([r.id for r in rows]))
+        .where(Target.id == picked.c.id)
         .values(
             state=TargetState.RUNNING.value,
-            lease_until=lease_until,
-            lease_token=token,
+            lease_until=bindparam("until", type_=DateTime(timezone=True)),
+            lease_token=bindparam("token", type_=String),
             dispatched_until=None,
-            first_attempt_at=func.coalesce(Target.first_attempt_at, now),
+            first_attempt_at=func.coalesce(Target.first_attempt_at, _NOW),
         )
+        .returning(*_CLAIM_COLUMNS, picked.c.prior)
+        .cte("moved")
     )
-    claims = []
-    for r in rows:
-        prior = TargetState(r.state)
-        deltas.add(job_id, prior, TargetState.RUNNING)
-        claims.append(
-            Claim(
-                target_id=r.id,
-                job_id=job_id,
-                instance_id=r.instance_id,
-                prior_state=prior,
-                attempts=r.attempts,
-                first_attempt_at=r.first_attempt_at or now,
-                lease_token=token,
-                bisect_calls=r.bisect_calls,
-            )
+
+    def n(prior: str | None = None) -> Any:
+        stmt = select(func.count()).select_from(moved)
+        return (stmt if prior is None else stmt.where(moved.c.prior == prior)).scalar_subquery()
+
+    counted = (
+        counts_update(
+            select(moved.c.job_id).limit(1).scalar_subquery(),
+            {
+                TargetState.PENDING: -n(TargetState.PENDING.value),
+                TargetState.RETRYING: -n(TargetState.RETRYING.value),
+                TargetState.RUNNING: n(),
+            },
+            _NOW,
+            started=True,
         )
-    return claims
+        .returning(Job.id)
+        .cte("counted")
+    )
+    return select(moved).add_cte(counted)
+
+
+def claim_targets_at_once(
+    conn: Connection,
+    target_ids: Sequence[int],
+    *,
+    now: datetime,
+    lease_until: datetime,
+    token: str,
+) -> list[Claim]:
+    """`claim_targets` and the job's counters as ONE PostgreSQL statement on an autocommit
+    connection: lock, move, count, in a single round trip and a single transaction."""
+    if not target_ids:
+        return []
+    params = {
+        "ids": list(target_ids),
+        "first": target_ids[0],
+        "now": now,
+        "until": lease_until,
+        "token": token,
+    }
+    return _claims(conn.execute(_claim_statement(), params).all(), token)
+
+
+@lru_cache(maxsize=64)
+def _record_statement(
+    dst: TargetState | None,
+    keys: tuple[str, ...],
+    count: tuple[str, ...],
+    with_attempts: bool,
+) -> Any:
+    guard = [
+        Target.id == any_(_IDS),
+        Target.state == RUNNING,
+        Target.lease_token == bindparam("holder"),
+    ]
+    columns = Target.__table__.c
+    sets: dict[str, Any] = {k: bindparam(f"v_{k}", type_=columns[k].type) for k in keys}
+    for column in count:
+        sets[column] = getattr(Target, column) + 1
+    if dst is None:
+        guard.append(Target.phase == bindparam("in_phase"))
+    else:
+        sets["state"] = dst.value
+    moved = update(Target).where(*guard).values(sets).returning(Target.id).cte("moved")
+    ctes = []
+    if with_attempts:
+        arrays = [bindparam(f"a_{c}", type_=t) for c, t in _ATTEMPT_ARRAYS.items()]
+        source = func.unnest(*arrays).table_valued(*_ATTEMPT_ARRAYS).render_derived()
+        noted = insert(Attempt).from_select(list(_ATTEMPT_ARRAYS), select(source))
+        ctes.append(noted.returning(Attempt.id).cte("noted"))
+    if dst is not None:
+        n = select(func.count()).select_from(moved).scalar_subquery()
+        deltas = {TargetState.RUNNING: -n, dst: n}
+        job = bindparam("job", type_=String)
+        ctes.append(
+            counts_update(job, deltas, _NOW, started=False).returning(Job.id).cte("counted")
+        )
+    stmt = select(func.count()).select_from(moved)
+    return stmt.add_cte(*ctes) if ctes else stmt
+
+
+def record_at_once(
+    conn: Connection,
+    *,
+    job_id: str,
+    holder: str,
+    target_ids: Sequence[int],
+    dst: TargetState | None,
+    in_phase: str,
+    values: Mapping[str, Any],
+    count: tuple[str, ...],
+    attempts: Sequence[dict[str, Any]],
+    now: datetime,
+) -> int:
+    """A turn's results when every target got the same change, as ONE PostgreSQL statement on
+    an autocommit connection: the attempts rows, the guarded move (`dst` None: the targets
+    stay running, e.g. into the verify phase; `count`: columns incremented) and the job's
+    counters. Returns how many targets were still ours and moved."""
+    if dst is not None and not can_move(TargetState.RUNNING, dst):
+        raise ValueError(f"target may not move running -> {dst}")
+    keys = tuple(sorted(values))
+    stmt = _record_statement(dst, keys, count, bool(attempts))
+    params: dict[str, Any] = {
+        "ids": list(target_ids),
+        "holder": holder,
+        "in_phase": in_phase,
+        "job": job_id,
+        "now": now,
+    }
+    params.update({f"v_{k}": values[k] for k in keys})
+    params.update({f"a_{c}": [r[c] for r in attempts] for c in _ATTEMPT_ARRAYS})
+    return int(conn.execute(stmt, params).scalar_one())
 
 
 @dataclass(frozen=True, slots=True)
@@ -434,15 +647,28 @@ def active_jobs(session: Session) -> list[Job]:
 
 def bind_outstanding(session: Session, job_ids: Sequence[str], now: datetime) -> dict[str, int]:
     """Per job: targets a worker holds for a bind call, plus those out with the broker and not
-    yet claimed; what the dispatcher must count against the horizon. One query."""
-    held = and_(Target.state == RUNNING, Target.phase == BIND)
-    out = and_(Target.state.in_(WAITING), Target.dispatched_until > now)
-    stmt = (
+    yet claimed; what the dispatcher counts against the horizon. Two small index scans (a
+    single OR would visit every waiting target of a 100k job)."""
+    held = (
         select(Target.job_id, func.count())
-        .where(Target.job_id.in_(job_ids), or_(held, out))
+        .where(Target.job_id.in_(job_ids), Target.state == RUNNING, Target.phase == BIND)
         .group_by(Target.job_id)
     )
-    return {job_id: int(n) for job_id, n in session.execute(stmt).all()}
+    out = (
+        select(Target.job_id, func.count())
+        .where(
+            Target.job_id.in_(job_ids),
+            Target.dispatched_until.is_not(None),
+            Target.dispatched_until > now,
+            Target.state.in_(WAITING),
+        )
+        .group_by(Target.job_id)
+    )
+    counts: Counter[str] = Counter()
+    for stmt in (held, out):
+        for job_id, n in session.execute(stmt).tuples():
+            counts[job_id] += int(n)
+    return dict(counts)
 
 
 def release_due(

@@ -9,6 +9,7 @@ from pydantic import (
     AfterValidator,
     AnyHttpUrl,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
@@ -49,6 +50,16 @@ CallbackUrl = Annotated[
 ]
 
 
+def _number_not_text(value: object) -> object:
+    """JSON numbers only: lax parsing would take `true` as 1 and "5" as 5."""
+    if isinstance(value, bool | str):
+        raise ValueError("Input should be a whole number")
+    return value
+
+
+BatchSize = Annotated[int, Field(ge=1, le=100), BeforeValidator(_number_not_text)]
+
+
 class JobOptions(BaseModel):
     """What every provider's job request takes besides its targets and keys."""
 
@@ -58,10 +69,8 @@ class JobOptions(BaseModel):
         default="default",
         description="The named account (credential profile) to call the cloud with.",
     )
-    batch_size: int | None = Field(
+    batch_size: BatchSize | None = Field(
         default=None,
-        ge=1,
-        le=100,
         description=(
             "Instances per cloud call (1-100; default: the provider's, 1 for Tencent). Above 1,"
             " instances go out together and a call that fails for one instance is split in"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 from celery import Celery
 from celery.signals import worker_process_init, worker_process_shutdown
 
@@ -27,8 +29,8 @@ __all__ = [
 
 def register(app: Celery) -> None:
     @app.task(name=BIND_TASK, acks_late=True, reject_on_worker_lost=True)
-    def bind(target_ids: list[int]) -> int:
-        return bind_targets(get_runtime(), target_ids)
+    def bind(target_ids: list[int], front: bool = False) -> int:
+        return bind_targets(get_runtime(), target_ids, front=front)
 
     @app.task(name=VERIFY_TASK, acks_late=True, reject_on_worker_lost=True)
     def verify(target_ids: list[int]) -> int:
@@ -57,6 +59,9 @@ def register(app: Celery) -> None:
 def _fresh_runtime(**_: object) -> None:
     # A forked child must not reuse the parent's database or HTTP connections.
     reset_runtime()
+    # httpx logs every request at INFO: one line per cloud call is noise at 10 calls/s and
+    # costs the hot path; keybind records every call in the attempts table instead.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
 
 
 @worker_process_shutdown.connect

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+import traceback
 from collections.abc import Callable
 from typing import Any
 
@@ -86,7 +87,11 @@ def main() -> None:
     for name in args.names or list(SUITE):
         t0 = time.monotonic()
         print(f"== {name}", flush=True)
-        SUITE[name](args.quick)
+        try:
+            SUITE[name](args.quick)
+        except Exception as exc:  # one broken benchmark must not hide the others' figures
+            traceback.print_exc()
+            print(f"== {name} FAILED: {type(exc).__name__}: {exc}", flush=True)
         print(f"== {name} took {time.monotonic() - t0:.0f} s", flush=True)
     rows = summary()
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -1,7 +1,9 @@
 """Limiter utilisation: worker processes against the simulator's strict 10 calls/s.
 
 Measured at the simulator, which records every call's arrival: the sustained rate of
-accepted calls (first to last), divided by the limit, and the most calls in any 1-s window.
+accepted calls divided by the limit, and the most calls in any 1-s window. Sustained rate =
+(calls - limit) / (last - first): a perfect limiter grants `limit` calls at once, then
+`limit` more each window, so counting the first burst over the span would flatter it.
 Targets: utilisation >= 0.98, never more than 10 in a window, none refused.
 """
 
@@ -25,6 +27,8 @@ def run(processes: int, instances: int) -> dict[str, Any]:
         job = s.wait(job_id, timeout=instances / LIMIT * 3 + 60)
         stats = s.sim.stats(BIND, detail=False)
         wall = (job.finished_at - job.created_at).total_seconds()
+        span = stats["last"] - stats["first"]
+        sustained = (stats["accepted"] - LIMIT) / span if span > 0 else 0.0
         return {
             "worker_processes": processes,
             "worker_layout": "+".join(str(n) for n in layout),
@@ -34,8 +38,8 @@ def run(processes: int, instances: int) -> dict[str, Any]:
             "calls_accepted": stats["accepted"],
             "calls_throttled": stats["throttled"],
             "max_calls_in_any_1s_window": stats["max_in_any_second_all"],
-            "sustained_calls_per_s": stats["sustained_rate"],
-            "utilisation": stats["sustained_rate"] / LIMIT,
+            "sustained_calls_per_s": sustained,
+            "utilisation": sustained / LIMIT,
             "job_wall_s": wall,
         }
 

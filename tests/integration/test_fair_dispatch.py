@@ -1,0 +1,88 @@
+"""Fair sharing of one account's limit, as an ordering property of the dispatcher (no workers,
+no timing): a job submitted while another fills the horizon is released in the very next tick,
+and its first call is the next but one a worker takes from the broker."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import redis
+from sqlalchemy import select
+
+from app.jobs.dispatch import dispatch
+from app.jobs.models import Target
+from app.jobs.schemas import JobCreate
+from app.jobs.service import Submitter, submit_job
+from app.runtime import BULK_PRIORITY, Runtime
+
+SEP = "\x06\x16"  # kombu's Redis transport: queue name + SEP + priority step
+
+
+def submit(rt: Runtime, n: int, prefix: str, batch_size: int = 1) -> list[int]:
+    request = JobCreate(
+        provider="tencent",
+        region="ap-guangzhou",
+        instance_ids=[f"ins-{prefix}{i:07d}" for i in range(n)],
+        key_ids=["skey-3glfot13"],
+        batch_size=batch_size,
+    )
+    job = submit_job(
+        sessions=rt.sessions, request=request, submitter=Submitter("t"), max_instances=100_000
+    ).job
+    with rt.sessions() as s:
+        return list(s.scalars(select(Target.id).where(Target.job_id == job.id).order_by(Target.id)))
+
+
+def in_take_order(client: redis.Redis, key: str) -> list[list[int]]:
+    """The target ids of each bind message in a broker list, in the order workers take them
+    (kombu pushes on the left and pops on the right)."""
+    out = []
+    for raw in reversed(client.lrange(key, 0, -1)):
+        body = json.loads(base64.b64decode(json.loads(raw)["body"]))
+        out.append(body[0][0])
+    return out
+
+
+def test_a_small_job_is_released_at_once_and_goes_ahead_of_the_backlog(
+    rt: Runtime, redis_client: redis.Redis
+) -> None:
+    capacity = int(rt.rate("tencent", "default", "AssociateInstancesKeyPairs"))
+    capacity *= int(rt.settings.dispatch_horizon_s)
+    big = submit(rt, 1000, "b")
+
+    first = dispatch(rt)
+    assert sum(len(c) for c in first.released) == capacity  # the horizon, in calls of 1
+    assert first.front == [[big[0]]]  # a job's first call goes ahead; the rest is bulk
+
+    small = submit(rt, 1, "s")
+    second = dispatch(rt)
+
+    # The first tick after submission releases it, although the big job filled the horizon,
+    # and gives the big job (at its share) nothing more.
+    assert second.released == [small]
+    assert second.front == [small]
+    front = in_take_order(redis_client, rt.bind_queue)
+    bulk = in_take_order(redis_client, f"{rt.bind_queue}{SEP}{BULK_PRIORITY}")
+    assert front == [[big[0]], small]
+    assert bulk == [[t] for t in big[1:capacity]]
+
+
+def test_two_big_jobs_share_the_horizon(rt: Runtime) -> None:
+    a = submit(rt, 500, "a")
+    b = submit(rt, 500, "c")
+    tick = dispatch(rt)
+    released = {t for call in tick.released for t in call}
+    capacity = int(rt.rate("tencent", "default", "AssociateInstancesKeyPairs"))
+    capacity *= int(rt.settings.dispatch_horizon_s)
+    assert len(released & set(a)) == len(released & set(b)) == capacity // 2
+
+
+def test_the_horizon_counts_calls_not_targets(rt: Runtime) -> None:
+    ids = submit(rt, 10_000, "d", batch_size=100)
+    tick = dispatch(rt)
+    capacity = int(rt.rate("tencent", "default", "AssociateInstancesKeyPairs"))
+    capacity *= int(rt.settings.dispatch_horizon_s)
+    assert len(tick.released) == capacity
+    assert all(len(call) == 100 for call in tick.released)
+    assert sorted(t for call in tick.released for t in call) == ids[: capacity * 100]
