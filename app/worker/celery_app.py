@@ -78,8 +78,11 @@ def create_celery(settings: Settings) -> Celery:
             },
         },
         beat_schedule_filename=str((settings.home / "celerybeat-schedule").resolve()),
-        worker_send_task_events=True,
-        task_send_sent_event=True,
+        # Task events cost three Redis publishes per task; Flower switches them on in the
+        # workers it watches (its enable_events option, on by default), so none are sent
+        # unless somebody is looking.
+        worker_send_task_events=False,
+        task_send_sent_event=False,
         timezone="UTC",
     )
     tasks.register(app)

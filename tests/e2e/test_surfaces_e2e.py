@@ -16,6 +16,8 @@ from standardwebhooks import Webhook
 
 from app.api.main import create_app
 from app.config import Settings
+from app.worker.celery_app import create_celery
+from app.worker.tasks import NOOP_TASK
 from tests.support.processes import Processes, settings_env, wait_for
 from tests.support.simulator import Simulator, free_port
 
@@ -80,8 +82,10 @@ def test_flower_runs_on_the_same_broker_and_sees_the_workers(
     env = settings_env(e2e_settings)
     procs.worker(env, concurrency=1)
     port = free_port()
-    procs.start("flower", ["flower", f"--port={port}"], env)
+    # As deploy/ runs it: basic auth from the environment (Flower's own FLOWER_ variables).
+    procs.start("flower", ["flower", f"--port={port}"], {**env, "FLOWER_BASIC_AUTH": "ops:s3cret"})
     base = f"http://127.0.0.1:{port}"
+    auth = ("ops", "s3cret")
 
     def healthy() -> bool:
         try:
@@ -92,8 +96,21 @@ def test_flower_runs_on_the_same_broker_and_sees_the_workers(
     wait_for(healthy, timeout=60, what="Flower")
 
     def sees_worker() -> bool:
-        page = httpx.get(f"{base}/workers?refresh=1", timeout=10, trust_env=False).text
+        page = httpx.get(f"{base}/workers?refresh=1", auth=auth, timeout=10, trust_env=False).text
         return "keybind-" in page
 
     # Workers name themselves keybind-<pid>@<host> (see app/cli.py).
     wait_for(sees_worker, timeout=60, interval=1, what="Flower to list the keybind worker")
+
+    # Workers send no task events of their own (they cost every task three publishes);
+    # Flower switches them on, so the tasks it is shown are those run while it watches.
+    celery = create_celery(e2e_settings)
+    queue = f"{e2e_settings.queue_prefix}.bind"
+
+    def sees_task() -> bool:
+        celery.send_task(NOOP_TASK, queue=queue)
+        tasks = httpx.get(f"{base}/api/tasks", auth=auth, timeout=10, trust_env=False).json()
+        return any(t.get("name") == NOOP_TASK for t in tasks.values())
+
+    wait_for(sees_task, timeout=60, interval=2, what="Flower to see a task the worker ran")
+    assert httpx.get(f"{base}/workers", timeout=10, trust_env=False).status_code == 401
