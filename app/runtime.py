@@ -142,17 +142,26 @@ class Runtime:
 
         return wait_for_slot
 
-    def enqueue_binds(self, batches: Sequence[Sequence[int]], *, front: bool = False) -> None:
-        """One bind task per batch; `front`: ahead of every bulk call waiting in the broker."""
-        for batch in batches:
+    def enqueue_binds(
+        self,
+        batches: Sequence[Sequence[int]],
+        *,
+        front: bool = False,
+        countdowns: Sequence[float] = (),
+    ) -> None:
+        """One bind task per batch; `front`: ahead of every bulk call waiting in the broker;
+        `countdowns`: per batch, seconds until it is to run (none: now)."""
+        for i, batch in enumerate(batches):
+            countdown = countdowns[i] if i < len(countdowns) else 0.0
             self.celery.send_task(
                 BIND_TASK,
                 args=[list(batch)],
                 kwargs={"front": True} if front else {},
                 queue=self.bind_queue,
                 priority=FRONT_PRIORITY if front else BULK_PRIORITY,
+                countdown=countdown or None,
                 # After the dispatch lease the dispatcher releases the target again anyway.
-                expires=self.settings.dispatch_lease_s,
+                expires=countdown + self.settings.dispatch_lease_s,
             )
 
     def enqueue_verifies(self, batches: Sequence[Sequence[int]], countdown: float = 0.0) -> None:

@@ -27,6 +27,11 @@ log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 1000
 LEASE_LOST_CODE = "keybind.WorkerLost"
+# Bulk calls reach a worker this much ahead of their slot at the limiter (at least 1.5
+# slots), so the limiter always has a caller waiting and never idles; any earlier and they
+# would hold worker processes asleep that a front-lane call or a verify look could use.
+PACE_LEAD_MIN_S = 0.05
+PACE_LEAD_MAX_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +40,7 @@ class Tick:
     recovered: int
     verifying: list[list[int]] = field(default_factory=list)  # verify batches
     front: list[list[int]] = field(default_factory=list)  # bind batches sent ahead of the queue
+    countdowns: list[float] = field(default_factory=list)  # per bulk batch (released[len(front):])
 
 
 def dispatch(rt: Runtime) -> Tick:
@@ -54,6 +60,7 @@ def dispatch(rt: Runtime) -> Tick:
             buckets[(job.provider, job.account)].append(job)
         front: list[list[int]] = []  # calls that go ahead of the queue (see _share)
         back: list[list[int]] = []
+        countdowns: list[float] = []  # when each bulk call is to reach a worker
         verifying: list[list[int]] = []
         for (provider, account), bucket in buckets.items():
             spec = rt.spec(provider)
@@ -66,6 +73,7 @@ def dispatch(rt: Runtime) -> Tick:
             ahead, bulk = _share(session, bucket, capacity, calls_out, now, until)
             front += ahead
             back += bulk
+            countdowns += paced(sum(calls_out.values()) + len(ahead), len(bulk), rate)
             if spec.verify_action is not None:
                 # Verify calls have their own limit and carry up to max_batch instances each.
                 v_rate = rt.rate(provider, account, spec.verify_action)
@@ -75,11 +83,23 @@ def dispatch(rt: Runtime) -> Tick:
     if front:
         rt.enqueue_binds(front, front=True)
     if back:
-        rt.enqueue_binds(back)
+        rt.enqueue_binds(back, countdowns=countdowns)
     if verifying:
         rt.enqueue_verifies(verifying)
     released = front + back
-    return Tick(released, recovered, verifying, front)
+    return Tick(released, recovered, verifying, front, countdowns)
+
+
+def paced(ahead: int, n: int, rate: float) -> list[float]:
+    """Countdowns (s) for `n` bulk calls of one account behind `ahead` calls already out:
+    each is sent for shortly before its slot at the limiter, so the broker's timer holds it
+    until then, not a worker process sleeping in the limiter (a process the front lane, a
+    verify look or the control queue could use meanwhile)."""
+    slot = 1 / rate
+    lead = min(PACE_LEAD_MAX_S, max(PACE_LEAD_MIN_S, 1.5 * slot))
+    # An idle account's limiter grants a window's worth at once: those go now.
+    burst = max(1, math.floor(rate))
+    return [0.0 if j < burst else max(0.0, j * slot - lead) for j in range(ahead, ahead + n)]
 
 
 def _verify_batches(

@@ -13,6 +13,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from sqlalchemy import select
+
+from app.jobs.models import Attempt, Job, Target
 from tests.bench.harness import Stack, instance_ids, report, stack
 
 LIMIT = 10.0
@@ -22,12 +25,14 @@ def _small_jobs(s: Stack, big_id: str, prefixes: str, first_after_s: float) -> d
     """One small job per letter of `prefixes` (each its instance IDs' prefix), a second apart."""
     walls: list[float] = []
     queued: list[int] = []
+    parts: list[dict[str, float]] = []
     time.sleep(first_after_s)
     for prefix in prefixes:
         queued.append(s.queued_messages())
         small = s.submit(instance_ids(1, prefix))
         job = s.wait(small, timeout=60, interval=0.02)
         walls.append((job.finished_at - job.created_at).total_seconds())
+        parts.append(_timeline(s, small))
         if s.job(big_id).finished_at is not None:
             break
         time.sleep(1.0)
@@ -35,9 +40,35 @@ def _small_jobs(s: Stack, big_id: str, prefixes: str, first_after_s: float) -> d
     return {
         "small_job_wall_s": walls,
         "small_job_wall_max_s": max(walls),
+        # Where a small job's time went: submission to its bind call, the call, the call's
+        # end to its verify look (KEYBIND_VERIFY_DELAY_S or the front lane's), the look to final.
+        "small_job_timeline_s": parts,
         "broker_messages_at_submit": queued,
         "big_job_done_when_measured": big.n_succeeded + big.n_failed,
         "big_job_still_running": big.finished_at is None,
+    }
+
+
+def _timeline(s: Stack, job_id: str) -> dict[str, float]:
+    with s.rt.sessions() as session:
+        job = session.get(Job, job_id)
+        assert job is not None and job.finished_at is not None
+        calls = session.execute(
+            select(Attempt.action, Attempt.started_at, Attempt.latency_ms)
+            .join(Target, Target.id == Attempt.target_id)
+            .where(Target.job_id == job_id)
+            .order_by(Attempt.id)
+        ).all()
+    bind = [c for c in calls if c.action == "AssociateInstancesKeyPairs"]
+    look = [c for c in calls if c.action != "AssociateInstancesKeyPairs"]
+    if not bind or not look:
+        return {}
+    bind_end = bind[-1].started_at.timestamp() + bind[-1].latency_ms / 1000
+    return {
+        "to_call": round(bind[0].started_at.timestamp() - job.created_at.timestamp(), 3),
+        "calls": len(bind),
+        "call_to_look": round(look[0].started_at.timestamp() - bind_end, 3),
+        "look_to_final": round(job.finished_at.timestamp() - look[-1].started_at.timestamp(), 3),
     }
 
 

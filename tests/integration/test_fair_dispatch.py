@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import base64
 import json
+from datetime import datetime
+from itertools import pairwise
 
 import redis
 from sqlalchemy import select
@@ -86,3 +88,23 @@ def test_the_horizon_counts_calls_not_targets(rt: Runtime) -> None:
     assert len(tick.released) == capacity
     assert all(len(call) == 100 for call in tick.released)
     assert sorted(t for call in tick.released for t in call) == ids[: capacity * 100]
+
+
+def test_bulk_calls_beyond_the_first_window_wait_in_the_broker_for_their_slot(
+    rt: Runtime, redis_client: redis.Redis
+) -> None:
+    """Not in a worker process asleep at the limiter: each bulk message past the account's
+    first window carries an ETA, one slot (1/rate) after the one before."""
+    rate = rt.rate("tencent", "default", "AssociateInstancesKeyPairs")
+    submit(rt, 1000, "e")
+    tick = dispatch(rt)
+    bulk = f"{rt.bind_queue}{SEP}{BULK_PRIORITY}"
+    etas = [
+        json.loads(raw)["headers"].get("eta") for raw in reversed(redis_client.lrange(bulk, 0, -1))
+    ]
+    window = int(rate) - len(tick.front)  # the front call took the first slot
+    assert etas[:window] == [None] * window
+    paced = [datetime.fromisoformat(e).timestamp() for e in etas[window:]]
+    assert len(paced) == len(tick.released) - int(rate)
+    gaps = [b - a for a, b in pairwise(paced)]
+    assert gaps and all(abs(g - 1 / rate) < 0.002 for g in gaps), gaps
