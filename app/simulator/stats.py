@@ -50,6 +50,7 @@ class ActionStats:
         }
         if detail:
             out["per_instance"] = dict(self.per_instance)
+            out["accepted_at"] = list(self.accepted_at)
         return out
 
 
