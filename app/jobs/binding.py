@@ -42,6 +42,8 @@ from app.runtime import Runtime
 log = logging.getLogger(__name__)
 VERIFY_TIMEOUT = "keybind.VerifyTimeout"
 CONFIG_ERROR = "keybind.AccountMisconfigured"
+# A bind call that had at least this many instances accepted sends their verify look itself.
+OWN_LOOK_MIN = 50
 NO_REASON = CallError("keybind.NoReason", "the provider gave no reason", ErrorClass.RETRY)
 
 
@@ -102,11 +104,12 @@ def _bind_turn(rt: Runtime, conn: Connection | None, target_ids: Sequence[int], 
             # Halves are due now; the next tick would release them anyway, a kick saves
             # waiting for it.
             rt.kick_dispatch()
-        elif recorded.verifying and front:
-            # A small job's whole wait is its verify look: send it for when it falls due
-            # instead of waiting for a dispatcher tick to hand it out (which still would, if
-            # this message were lost). Only for front-lane calls: a job's first, so a busy
-            # account's bulk keeps its looks batched 100 a call by the dispatcher.
+        elif recorded.verifying and (front or len(recorded.verifying) >= OWN_LOOK_MIN):
+            # Send the look for when it falls due instead of waiting up to a dispatcher tick
+            # for it (the tick still hands it out if this message is lost). A small job's
+            # whole wait is its look, so a front-lane call (a job's first) always gets its
+            # own; so does a call of many instances, which fills a look by itself. A busy
+            # account's one-per-call bulk keeps its looks batched 100 a call by the dispatcher.
             rt.enqueue_verifies([recorded.verifying], countdown=rt.settings.verify_delay_s + 0.05)
     except (KombuError, RedisError, OSError) as exc:
         # Everything is recorded; the beat's next tick does what the kick would have.
