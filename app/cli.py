@@ -391,6 +391,8 @@ def dev(
     env.setdefault("KEYBIND_TENCENT_ENDPOINT", f"http://127.0.0.1:{simulator_port}")
     env.setdefault("KEYBIND_JDCLOUD_ENDPOINT", f"http://127.0.0.1:{simulator_port}")
     env.setdefault("NO_PROXY", "127.0.0.1,localhost")
+    # Receivers you try callbacks with in dev run on this machine.
+    env.setdefault("KEYBIND_CALLBACK_ALLOW_PRIVATE_NETWORKS", "true")
     os.environ.update(env)
     settings = Settings()
     upgrade(settings)

@@ -91,6 +91,9 @@ class Settings(BaseSettings):
     callback_max_attempts: int = Field(default=8, ge=1)
     callback_backoff_base_s: float = Field(default=2.0, gt=0)
     callback_backoff_max_s: float = Field(default=600.0, gt=0)
+    # Callbacks go to public addresses only (no metadata service, localhost or private
+    # network) unless this is set: for receivers inside your own network.
+    callback_allow_private_networks: bool = False
 
     @field_validator("webhook_secret", "callback_secret")
     @classmethod

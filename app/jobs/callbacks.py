@@ -17,12 +17,14 @@ from app.jobs import repository as repo
 from app.jobs.models import CallbackAttempt, Job
 from app.jobs.views import job_view
 from app.runtime import Runtime
+from app.webhooks import egress
 from app.webhooks.signing import Secret, parse_secrets, standard_headers
 
 log = logging.getLogger(__name__)
 
 EVENT_TYPE = "job.finished"
 MAX_PER_TICK = 50  # one tick sends at most this many, so a backlog cannot hog a worker
+REFUSED = "keybind.CallbackAddressRefused"
 
 
 def payload(job: Job, rate: float) -> bytes:
@@ -61,6 +63,20 @@ def deliver_due(rt: Runtime, client: httpx.Client | None = None) -> int:
     return made
 
 
+def _post(
+    rt: Runtime, http: httpx.Client, url: str, body: bytes, headers: dict[str, str]
+) -> httpx.Response:
+    if rt.settings.callback_allow_private_networks:
+        return http.post(url, content=body, headers=headers)
+    pinned = egress.pin(url)
+    return http.post(
+        pinned.url,
+        content=body,
+        headers={**headers, **pinned.headers},
+        extensions=pinned.extensions,
+    )
+
+
 def _deliver_one(rt: Runtime, http: httpx.Client, signers: list[Secret]) -> bool:
     now = utcnow()
     lease_until = now + timedelta(seconds=rt.settings.callback_timeout_s + 30)
@@ -84,17 +100,21 @@ def _deliver_one(rt: Runtime, http: httpx.Client, signers: list[Secret]) -> bool
     t0 = time.monotonic()
     status: int | None = None
     error: str | None = None
+    refused = False
     try:
-        response = http.post(job.callback_url, content=body, headers=headers)
+        response = _post(rt, http, job.callback_url, body, headers)
         status = response.status_code
         if not 200 <= status < 300:
             error = f"HTTP {status}"
+    except egress.EgressRefused as exc:
+        # Says which address, never the URL (its query may carry the receiver's token).
+        error, refused = f"{REFUSED}: {exc}"[:256], True
     except httpx.HTTPError as exc:
         error = type(exc).__name__
     latency_ms = (time.monotonic() - t0) * 1000
     if error is None:
         state, next_at = "delivered", None
-    elif number >= rt.settings.callback_max_attempts:
+    elif refused or number >= rt.settings.callback_max_attempts:
         state, next_at = "failed", None
     else:
         state, next_at = "pending", utcnow() + timedelta(seconds=backoff_s(rt, number))

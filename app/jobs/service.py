@@ -18,6 +18,7 @@ from app.jobs.schemas import FieldProblem, JDCloudJobCreate, JobCreate
 from app.jobs.states import JobState, TargetState
 from app.jobs.validation import validate_job
 from app.providers.registry import spec
+from app.webhooks import egress
 
 
 class InvalidJob(Exception):
@@ -102,6 +103,7 @@ def submit_job(
     accounts: Collection[str] | None = None,
     idempotency_key: str | None = None,
     callbacks_enabled: bool = True,
+    private_callbacks: bool = True,
 ) -> Submission:
     """Validate, then write the job and all its targets in one transaction.
 
@@ -113,6 +115,12 @@ def submit_job(
     callback_url = getattr(request, "callback_url", None)
     if callback_url is not None and not callbacks_enabled:
         raise CallbacksDisabled(str(callback_url))
+    if callback_url is not None and not private_callbacks:
+        # Names that are plainly not public refuse now; the rest are checked when sent.
+        reason = egress.literal_refusal(callback_url.host or "")
+        if reason is not None:
+            problem = FieldProblem(field="callback_url", value=str(callback_url), message=reason)
+            raise InvalidJob([problem])
     if idempotency_key is not None:
         earlier = _reserve_key(
             sessions, owner=submitter.name, key=idempotency_key, fp=fingerprint(request)

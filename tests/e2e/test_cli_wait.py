@@ -42,7 +42,9 @@ def test_a_partial_job_exits_3_and_lists_its_error_codes_and_calls_back(
     e2e_settings: Settings, token: str, simulator: Simulator, procs: Processes, tmp_path: Path
 ) -> None:
     secret = "whsec_" + base64.b64encode(b"e2e-callback-secret-0123456789").decode()
-    settings = e2e_settings.model_copy(update={"callback_secret": SecretStr(secret)})
+    settings = e2e_settings.model_copy(
+        update={"callback_secret": SecretStr(secret), "callback_allow_private_networks": True}
+    )
     env = settings_env(settings, KEYBIND_CALLBACK_SECRET=secret)
     procs.worker(env, concurrency=2, beat=True)
     ids = [f"ins-p{i:07d}" for i in range(40)]

@@ -37,6 +37,8 @@ def cb_rt(rt: Runtime) -> Iterator[Runtime]:
             "callback_backoff_max_s": 1.0,
             "callback_max_attempts": 3,
             "callback_timeout_s": 2.0,
+            # The receivers here listen on 127.0.0.1.
+            "callback_allow_private_networks": True,
         }
     )
     runtime = Runtime(settings)
@@ -135,3 +137,37 @@ def test_callback_urls_are_validated(cb_client: TestClient, client: TestClient) 
     # Without KEYBIND_CALLBACK_SECRET the server cannot sign, so it says so.
     r = client.post("/v1/jobs", json={**BODY, "callback_url": "https://example.com/hook"})
     assert r.status_code == 422 and "KEYBIND_CALLBACK_SECRET" in r.json()["error"]["message"]
+
+
+def test_callbacks_to_non_public_addresses_are_refused(cb_rt: Runtime, token: str) -> None:
+    """Without KEYBIND_CALLBACK_ALLOW_PRIVATE_NETWORKS: an address that is plainly not public
+    is a 422 at submission (nothing written), and one that only shows as such when sent (a
+    name, or a setting changed since) fails at once, recorded, with nothing sent."""
+    public_only = cb_rt.settings.model_copy(update={"callback_allow_private_networks": False})
+    strict = Runtime(public_only)
+    try:
+        with TestClient(create_app(public_only), headers={"Authorization": f"Bearer {token}"}) as c:
+            for url in ("http://169.254.169.254/latest/meta-data", "https://localhost:8443/x"):
+                r = c.post("/v1/jobs", json={**BODY, "callback_url": url})
+                assert r.status_code == 422, r.text
+                detail = r.json()["error"]["details"][0]
+                assert detail["field"] == "callback_url" and detail["value"] == url
+            assert c.get("/v1/jobs").json()["items"] == []
+
+        with (
+            callback_receiver([200]) as receiver,
+            TestClient(
+                create_app(cb_rt.settings), headers={"Authorization": f"Bearer {token}"}
+            ) as lax,
+        ):
+            job_id = lax.post("/v1/jobs", json={**BODY, "callback_url": receiver.url}).json()["id"]
+            lax.post(f"/v1/jobs/{job_id}/cancel")
+            assert deliver_due(strict) == 1
+            job = lax.get(f"/v1/jobs/{job_id}").json()
+            assert receiver.requests == []
+        assert job["callback_state"] == "failed"
+        (attempt,) = job["callbacks"]
+        assert attempt["http_status"] is None
+        assert attempt["error"].startswith("keybind.CallbackAddressRefused: 127.0.0.1")
+    finally:
+        strict.close()

@@ -68,6 +68,7 @@ def submit_and_kick(
             accounts=accounts,
             idempotency_key=idempotency_key,
             callbacks_enabled=rt.settings.callback_secret is not None,
+            private_callbacks=rt.settings.callback_allow_private_networks,
         )
     except service.CallbacksDisabled as exc:
         raise ApiError(
