@@ -45,7 +45,9 @@ def test_a_partial_job_exits_3_and_lists_its_error_codes_and_calls_back(
     settings = e2e_settings.model_copy(
         update={"callback_secret": SecretStr(secret), "callback_allow_private_networks": True}
     )
-    env = settings_env(settings, KEYBIND_CALLBACK_SECRET=secret)
+    env = settings_env(
+        settings, KEYBIND_CALLBACK_SECRET=secret, KEYBIND_CALLBACK_ALLOW_PRIVATE_NETWORKS="true"
+    )
     procs.worker(env, concurrency=2, beat=True)
     ids = [f"ins-p{i:07d}" for i in range(40)]
     simulator.set_missing(ids[:3])
