@@ -230,6 +230,11 @@ class TargetView(BaseModel):
     verify_request_id: str | None = Field(
         default=None, description="The RequestId of the DescribeInstances call that decided."
     )
+    previous_key: str | None = Field(
+        default=None,
+        description="JD Cloud `replace`: the key pair detached from the instance before the"
+        " job's key was attached.",
+    )
 
 
 class TargetPage(BaseModel):

@@ -145,6 +145,11 @@ def test_mixed_job_with_replace_rotates_held_keys(
         groups["holding"], "old-key"
     )
     assert all(rows[i].previous_key is None for i in groups["fine"])
+    # And the instances API says what each instance held before.
+    assert {i: by_id[i]["previous_key"] for i in groups["holding"] + groups["fine"]} == {
+        **dict.fromkeys(groups["holding"], "old-key"),
+        **dict.fromkeys(groups["fine"]),
+    }
     assert len(detaches) == 3 and all(a.request_id and a.error_code is None for a in detaches)
     assert simulator.stats("detachKeypair")["succeeded"] >= 1
     assert simulator.stats()["jd_instances_attached_more_than_once"] == 0

@@ -111,6 +111,7 @@ def test_submit_writes_the_job_and_every_target(client: TestClient, rt: Runtime)
         "error_message": None,
         "request_id": None,
         "verify_request_id": None,
+        "previous_key": None,
     }
     rest = client.get(
         f"/v1/jobs/{created['id']}/instances", params={"cursor": page["next_cursor"]}

@@ -314,6 +314,7 @@ def instances(
             error_message=t.error_message,
             request_id=t.request_id,
             verify_request_id=t.verify_request_id,
+            previous_key=t.previous_key,
         )
         for t in rows
     ]
