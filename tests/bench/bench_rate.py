@@ -2,8 +2,13 @@
 
 Measured at the simulator, which records every call's arrival: the sustained rate of
 accepted calls divided by the limit, and the most calls in any 1-s window. Sustained rate =
-(calls - limit) / (last - first): a perfect limiter grants `limit` calls at once, then
-`limit` more each window, so counting the first burst over the span would flatter it.
+(calls - limit) / (last - limit-th), from the `limit`-th arrival on. The first `limit` calls
+find the limiter's window empty and are granted at once, so how long they take to arrive is
+the workers' start (a fresh process's first call costs tens of ms of CPU; 16 of them share 2
+cores), never the limiter's pacing; from the `limit`-th call on, the limiter is what paces
+them. A perfect limiter (`limit` at once, then `limit` more each window) scores 1.0, and so
+does one that spaces calls evenly at the limit. `utilisation_from_first_call` is the same
+rate over the whole span, (calls - limit) / (last - first), start-up included.
 Targets: utilisation >= 0.98, never more than 10 in a window, none refused.
 """
 
@@ -25,10 +30,15 @@ def run(processes: int, instances: int) -> dict[str, Any]:
     with stack(layout=layout, sim_limit=LIMIT, rate_limit=LIMIT) as s:
         job_id = s.submit(instance_ids(instances))
         job = s.wait(job_id, timeout=instances / LIMIT * 3 + 60)
-        stats = s.sim.stats(BIND, detail=False)
+        stats = s.sim.stats(BIND)
         wall = (job.finished_at - job.created_at).total_seconds()
-        span = stats["last"] - stats["first"]
-        sustained = (stats["accepted"] - LIMIT) / span if span > 0 else 0.0
+        arrivals = stats["accepted_at"]  # in order
+        burst = int(LIMIT)  # what an empty window grants at once
+        paced = len(arrivals) - burst
+        start = arrivals[burst - 1] - arrivals[0] if paced > 0 else 0.0
+        span = arrivals[-1] - arrivals[burst - 1] if paced > 0 else 0.0
+        sustained = paced / span if span > 0 else 0.0
+        whole = (paced / (span + start) if span + start > 0 else 0.0) / LIMIT
         return {
             "worker_processes": processes,
             "worker_layout": "+".join(str(n) for n in layout),
@@ -40,6 +50,8 @@ def run(processes: int, instances: int) -> dict[str, Any]:
             "max_calls_in_any_1s_window": stats["max_in_any_second_all"],
             "sustained_calls_per_s": sustained,
             "utilisation": sustained / LIMIT,
+            "first_calls_spread_s": start,
+            "utilisation_from_first_call": whole,
             "job_wall_s": wall,
         }
 
