@@ -11,6 +11,11 @@ if it has left the window, traded for a fresh slot first). A call held up betwee
 write (a descheduled process, a new connection), or during the write, then cannot let a
 later, prompt call into the same cloud second: the margin has only to cover `fresh_s` plus
 the way from our socket to the cloud's clock.
+
+Waiters for a Redis key stand in a line (a second sorted set, by arrival): freed slots go to
+them in order and each sleeps until its own slot frees. Without it every waiter woke for
+each freed slot and raced for it; with 16 processes some lost for 5 s and handed their
+targets back, and the herd's CPU delayed the winner's send.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import math
 import os
 import random
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,40 +98,51 @@ class Grant:
 
 
 class _Blocking:
+    # Added to each sleep so pollers woken for the same free slot do not stampede.
+    _jitter_s = 0.002
+
     def __init__(self, *, window_s: float, fresh_s: float) -> None:
         self._window_s = window_s
         self.fresh_s = fresh_s
 
-    def _take(self, key: str, slots: int, window: float) -> _Attempt:
-        """Take a slot if one is free."""
+    def _take(self, key: str, slots: int, window: float, waiter: str, max_wait: float) -> _Attempt:
+        """Take a slot if one is free for `waiter` (one acquire, across its polls)."""
         raise NotImplementedError
 
-    def _restamp(self, key: str, member: str, slots: int, window: float, force: bool) -> _Attempt:
+    def _restamp(
+        self, key: str, member: str, slots: int, window: float, waiter: str, max_wait: float
+    ) -> _Attempt:
         """Move `member` to now if it is still in the window; else take a slot like `_take`
-        (`force`: even over the limit)."""
+        (waiter "": even over the limit)."""
         raise NotImplementedError
+
+    def _leave(self, key: str, waiter: str) -> None:
+        """`waiter` gave up: it no longer holds a place in line, if the limiter keeps one."""
 
     def _record_wait(self, key: str, waited: float | None) -> None:
         """Count one acquire (None: gave up); only the shared Redis limiter keeps counts."""
 
-    @staticmethod
-    def _poll(attempt: Callable[[], _Attempt], max_wait: float) -> tuple[str, float, float] | None:
-        """Repeat `attempt` until it grants: (entry, monotonic before it, waited); or None."""
+    def _poll(
+        self, key: str, attempt: Callable[[str], _Attempt], max_wait: float
+    ) -> tuple[str, float, float] | None:
+        """Repeat `attempt(waiter)` until it grants: (entry, monotonic before it, waited);
+        None once the wait would pass max_wait."""
+        waiter = uuid.uuid4().hex
         start = time.monotonic()
         while True:
             before = time.monotonic()
-            wait, member = attempt()
+            wait, member = attempt(waiter)
             waited = time.monotonic() - start
             if wait <= 0:
                 return member, before, waited
             if waited + wait > max_wait:
+                self._leave(key, waiter)
                 return None
-            # A little jitter so processes woken for the same free slot do not stampede.
-            time.sleep(wait + random.uniform(0, 0.002))
+            time.sleep(wait + random.uniform(0, self._jitter_s))
 
     def acquire(self, key: str, limit: float, *, max_wait: float) -> Grant | None:
         slots, window = slots_and_window(limit, self._window_s)
-        got = self._poll(lambda: self._take(key, slots, window), max_wait)
+        got = self._poll(key, lambda w: self._take(key, slots, window, w, max_wait), max_wait)
         if got is None:
             self._record_wait(key, None)
             return None
@@ -139,55 +156,84 @@ class _Blocking:
         acquire does; without (or if none comes within max_wait), log it over the limit."""
         slots, window = slots_and_window(grant.limit, self._window_s)
         key, member = grant.key, grant.member
+        max_wait = grant.max_wait
         got = None
         if wait:
             got = self._poll(
-                lambda: self._restamp(key, member, slots, window, False), grant.max_wait
+                key, lambda w: self._restamp(key, member, slots, window, w, max_wait), max_wait
             )
         if got is None:
             if wait:
-                log.warning("no slot for a held %s grant within %.1f s", key, grant.max_wait)
+                log.warning("no slot for a held %s grant within %.1f s", key, max_wait)
             # The call is (about to be) on its way: logged even over the limit, so the calls
             # after it wait for it. The cloud may refuse it; a throttled call is retried.
             before = time.monotonic()
-            got = (self._restamp(key, member, slots, window, True)[1], before, 0.0)
+            got = (self._restamp(key, member, slots, window, "", max_wait)[1], before, 0.0)
         grant.member, grant.stamped, _ = got
 
 
-# Lua fragments shared by both scripts. KEYS[1] log key, KEYS[2] counter key; times in µs
-# from Redis TIME, so every host agrees on the clock. A grant returns {0, member}, a refusal
-# {µs to wait}.
+# Lua shared by both scripts. KEYS: the log, its entry counter, its line of waiters; times in
+# µs from Redis TIME, so every host agrees on the clock. ARGV[1..4]: slots, window, waiter
+# ("": take a slot even over the limit), stale (a waiter queued longer than this gave up or
+# died). A grant returns {0, member}, a refusal {µs to wait}.
 _PRELUDE = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local slots = tonumber(ARGV[1])
 local window = tonumber(ARGV[2])
+local waiter = ARGV[3]
+local stale = tonumber(ARGV[4])
+local log, line = KEYS[1], KEYS[3]
 local ttl = math.ceil(window / 1000) + 1000
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
-local function take(force)
-  if force or redis.call('ZCARD', KEYS[1]) < slots then
-    local member = now .. '-' .. redis.call('INCR', KEYS[2])
-    redis.call('ZADD', KEYS[1], now, member)
-    redis.call('PEXPIRE', KEYS[1], ttl)
-    redis.call('PEXPIRE', KEYS[2], ttl)
-    return {0, member}
+redis.call('ZREMRANGEBYSCORE', log, '-inf', now - window)
+
+local function grant()
+  local member = now .. '-' .. redis.call('INCR', KEYS[2])
+  redis.call('ZADD', log, now, member)
+  redis.call('PEXPIRE', log, ttl)
+  redis.call('PEXPIRE', KEYS[2], ttl)
+  return {0, member}
+end
+
+-- Until `ahead` more entries have left the window (they leave oldest first); past the
+-- newest, until the newest has.
+local function wait_for(ahead)
+  local entry = redis.call('ZRANGE', log, ahead, ahead, 'WITHSCORES')
+  if #entry == 0 then entry = redis.call('ZRANGE', log, -1, -1, 'WITHSCORES') end
+  if #entry == 0 then return {math.floor(window / slots)} end
+  return {math.max(1, tonumber(entry[2]) + window - now)}
+end
+
+-- First come, first served: a caller that finds no slot free takes a place in line, and
+-- freed slots go to the line in order, each waiter sleeping until its own slot frees.
+local function take()
+  if waiter == '' then return grant() end
+  local free = slots - redis.call('ZCARD', log)
+  redis.call('ZREMRANGEBYSCORE', line, '-inf', now - stale)
+  local place = redis.call('ZRANK', line, waiter)
+  if not place then
+    place = redis.call('ZCARD', line)
+    if free > place then return grant() end
+    redis.call('ZADD', line, now, waiter)
+    redis.call('PEXPIRE', line, math.ceil(stale / 1000) + 1000)
+  elseif place < free then
+    redis.call('ZREM', line, waiter)
+    return grant()
   end
-  local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-  return {math.max(1, tonumber(oldest[2]) + window - now)}
+  return wait_for(place - free)
 end
 """
-# ARGV: slots, window.
-_TAKE = _PRELUDE + "return take(false)\n"
-# ARGV: slots, window, member, force ('1': take a slot even when none is free).
+_TAKE = _PRELUDE + "return take()\n"
+# ARGV[5]: the grant's member.
 _RESTAMP = (
     _PRELUDE
     + """
-if redis.call('ZSCORE', KEYS[1], ARGV[3]) then
-  redis.call('ZADD', KEYS[1], 'XX', now, ARGV[3])
-  redis.call('PEXPIRE', KEYS[1], ttl)
-  return {0, ARGV[3]}
+if redis.call('ZSCORE', log, ARGV[5]) then
+  redis.call('ZADD', log, 'XX', now, ARGV[5])
+  redis.call('PEXPIRE', log, ttl)
+  return {0, ARGV[5]}
 end
-return take(ARGV[4] == '1')
+return take()
 """
 )
 
@@ -200,6 +246,9 @@ def _attempt(reply: list[int | bytes]) -> _Attempt:
 
 
 class RedisLimiter(_Blocking):
+    # Waiters sleep until their own slot frees (the line), so none need spreading out.
+    _jitter_s = 0.0
+
     def __init__(
         self,
         client: redis.Redis,
@@ -248,16 +297,33 @@ class RedisLimiter(_Blocking):
         except redis.RedisError:
             pass  # statistics must never cost a call its slot
 
+    def line_key(self, key: str) -> str:
+        """The sorted set of waiters for `key`, in the order they came."""
+        return self.log_key(key) + ":q"
+
     def _keys(self, key: str) -> list[str]:
         full = self.log_key(key)
-        return [full, full + ":n"]
+        return [full, full + ":n", self.line_key(key)]
 
-    def _take(self, key: str, slots: int, window: float) -> _Attempt:
-        return _attempt(self._take_script(keys=self._keys(key), args=[slots, int(window * 1e6)]))
+    @staticmethod
+    def _args(slots: int, window: float, waiter: str, max_wait: float) -> list[int | str]:
+        # A waiter polls at least once a window and gives up at max_wait: a place older than
+        # both (and a second more) is a waiter that died.
+        stale = max_wait + window + 1.0
+        return [slots, int(window * 1e6), waiter, int(stale * 1e6)]
 
-    def _restamp(self, key: str, member: str, slots: int, window: float, force: bool) -> _Attempt:
-        args: list[int | str] = [slots, int(window * 1e6), member, "1" if force else "0"]
+    def _take(self, key: str, slots: int, window: float, waiter: str, max_wait: float) -> _Attempt:
+        args = self._args(slots, window, waiter, max_wait)
+        return _attempt(self._take_script(keys=self._keys(key), args=args))
+
+    def _restamp(
+        self, key: str, member: str, slots: int, window: float, waiter: str, max_wait: float
+    ) -> _Attempt:
+        args = [*self._args(slots, window, waiter, max_wait), member]
         return _attempt(self._restamp_script(keys=self._keys(key), args=args))
+
+    def _leave(self, key: str, waiter: str) -> None:
+        self._client.zrem(self.line_key(key), waiter)
 
 
 class FileLimiter(_Blocking):
@@ -299,19 +365,22 @@ class FileLimiter(_Blocking):
             return 0.0, repr(now)  # an entry is its own time; repr round-trips a float
         return max(1e-6, min(entries) + window - now), ""
 
-    def _take(self, key: str, slots: int, window: float) -> _Attempt:
+    # One machine's few processes poll; no line is kept (the Redis limiter keeps one).
+    def _take(self, key: str, slots: int, window: float, waiter: str, max_wait: float) -> _Attempt:
         return self._update(
             key, window, lambda entries, now: self._take_from(entries, now, slots, window, False)
         )
 
-    def _restamp(self, key: str, member: str, slots: int, window: float, force: bool) -> _Attempt:
+    def _restamp(
+        self, key: str, member: str, slots: int, window: float, waiter: str, max_wait: float
+    ) -> _Attempt:
         def change(entries: list[float], now: float) -> _Attempt:
             old = float(member)
             if old in entries:
                 entries.remove(old)
                 entries.append(now)
                 return 0.0, repr(now)
-            return self._take_from(entries, now, slots, window, force)
+            return self._take_from(entries, now, slots, window, waiter == "")
 
         return self._update(key, window, change)
 

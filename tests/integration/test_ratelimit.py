@@ -143,3 +143,46 @@ def test_a_write_outlasting_the_window_is_logged_without_waiting(make: Build) ->
     call.sent()  # the call is out: it cannot wait, it is logged over the limit
     assert stamp(limiter, call) is not None and stamp(limiter, other) is not None
     assert limiter.acquire("k", 1.0, max_wait=0) is None
+
+
+@pytest.fixture
+def shared(redis_client: redis.Redis) -> Iterator[RedisLimiter]:
+    prefix = f"kbtest-rl-{uuid.uuid4().hex[:8]}:"
+    yield RedisLimiter(redis_client, window_s=WINDOW, prefix=prefix)
+    for key in redis_client.scan_iter(prefix + "*"):
+        redis_client.delete(key)
+
+
+def attempt(limiter: RedisLimiter, waiter: str, max_wait: float = 5.0) -> bool:
+    """One look at the limit-1 key "k" on behalf of `waiter`: granted or not."""
+    wait, _ = limiter._take("k", 1, WINDOW, waiter, max_wait)
+    return wait == 0
+
+
+def test_freed_slots_go_to_waiters_in_the_order_they_came(shared: RedisLimiter) -> None:
+    assert attempt(shared, "first")
+    assert not attempt(shared, "early")  # in line, first
+    assert not attempt(shared, "late")  # in line, second
+    time.sleep(WINDOW * 1.1)  # the slot frees
+    assert not attempt(shared, "late")  # woke first, but it is not its turn
+    assert not attempt(shared, "newcomer")  # nobody jumps the line
+    assert attempt(shared, "early")
+    time.sleep(WINDOW * 1.1)
+    assert attempt(shared, "late")
+
+
+def test_a_waiter_that_gives_up_leaves_the_line(shared: RedisLimiter) -> None:
+    assert shared.acquire("k", 1.0, max_wait=0) is not None
+    assert shared.acquire("k", 1.0, max_wait=WINDOW / 2) is None  # queued, then gave up
+    assert shared.client.zcard(shared.line_key("k")) == 0
+    time.sleep(WINDOW * 1.1)
+    assert attempt(shared, "next")
+
+
+def test_a_waiter_that_died_in_line_is_dropped(shared: RedisLimiter) -> None:
+    assert attempt(shared, "first")
+    assert not attempt(shared, "dies", max_wait=0)  # queued, never looks again
+    time.sleep(WINDOW * 1.1)
+    assert not attempt(shared, "alive", max_wait=0)  # the dead one's turn, for now
+    time.sleep(1.0 + WINDOW * 0.1)  # past max_wait + window + 1 s since it queued
+    assert attempt(shared, "alive", max_wait=0)
