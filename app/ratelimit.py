@@ -82,8 +82,9 @@ class Grant:
         self._restamp_if_stale(wait=True)
 
     def sent(self) -> None:
-        """The request is written: if that took longer than the threshold, the entry moves
-        to now, after the cloud received the call. Never waits; the call is out."""
+        """The request is written: if its stamp is older than the threshold by now (a slow or
+        descheduled write), the entry moves to now, when the call is already on its way.
+        Never waits; the call is out."""
         self._restamp_if_stale(wait=False)
 
     def _restamp_if_stale(self, *, wait: bool) -> None:
