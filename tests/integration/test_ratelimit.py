@@ -6,6 +6,7 @@ grant the log allows and the stamps it holds, never how long anything took.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import uuid
@@ -42,7 +43,8 @@ def make(
 def stamp(limiter: AnyLimiter, grant: Grant) -> float | None:
     """The grant's time in the log (seconds), or None once it has left it."""
     if isinstance(limiter, FileLimiter):
-        return float(grant.member)  # a file entry is its own time
+        at = float(grant.member)  # a file entry is its own time
+        return at if at in json.loads(limiter.log_path(grant.key).read_text() or "[]") else None
     score = limiter.client.zscore(limiter.log_key(grant.key), grant.member)
     return None if score is None else float(score) / 1e6
 
