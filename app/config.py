@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     # The limiter's window is one second plus this margin, so scheduling jitter between our
     # grant and the cloud's clock cannot push an 11th call into one of the cloud's seconds.
     rate_limit_margin_ms: int = Field(default=10, ge=0, le=500)
+    # A grant older than this when its request goes on the wire is re-stamped to the send
+    # (one more Redis round trip); younger ones rely on the margin. Keep it well under it.
+    rate_limit_restamp_ms: float = Field(default=2.0, ge=0, le=500)
     rate_limit_max_wait_s: float = Field(default=5.0, gt=0)
 
     max_attempts: int = Field(default=8, ge=1)

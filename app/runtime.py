@@ -18,7 +18,7 @@ from app.accounts import Accounts, load_accounts
 from app.config import Settings, get_settings
 from app.db import make_engine, make_sessionmaker
 from app.jobs.retry import RetryPolicy
-from app.providers.base import Account, NoSlot, Pace, Provider, ProviderSpec
+from app.providers.base import Account, NoSlot, Pace, Provider, ProviderSpec, Slot
 from app.providers.registry import spec
 from app.ratelimit import Limiter, build_limiter
 
@@ -131,14 +131,15 @@ class Runtime:
     def pace(self, provider: str, account: str) -> Pace:
         """What a provider calls before each cloud call: wait for the global limiter."""
 
-        def wait_for_slot(action: str) -> None:
-            waited = self.limiter.acquire(
+        def wait_for_slot(action: str) -> Slot:
+            grant = self.limiter.acquire(
                 self.limiter_key(provider, account, action),
                 self.rate(provider, account, action),
                 max_wait=self.settings.rate_limit_max_wait_s,
             )
-            if waited is None:
+            if grant is None:
                 raise NoSlot(action)
+            return grant
 
         return wait_for_slot
 

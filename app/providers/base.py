@@ -6,10 +6,12 @@ facts: regions, ID format, actions and their rates, error table, how to connect)
 `httpx.Response` never leave the folder; the worker only sees the types below.
 
 The worker owns the limiter: it hands the provider a `Pace`, which the provider calls with the
-action name before EACH cloud call. `Pace` blocks until the global limiter grants a slot for
-(provider, account, action), or raises `NoSlot`. A provider lets `NoSlot` propagate only when
-it has made no call yet; after a call it returns what it knows, and every instance missing
-from `Outcome.results` is handed back to wait, untouched (no attempt counted).
+action name before EACH cloud call. `Pace` blocks until the global limiter grants a `Slot` for
+(provider, account, action), or raises `NoSlot`; the provider passes the slot to the client
+call, which tells it when the request is written (`app/providers/slots.py`). A provider lets
+`NoSlot` propagate only when it has made no call yet; after a call it returns what it knows,
+and every instance missing from `Outcome.results` is handed back to wait, untouched (no
+attempt counted).
 """
 
 from __future__ import annotations
@@ -27,8 +29,24 @@ from pydantic import SecretStr
 if TYPE_CHECKING:
     from app.config import Settings
 
-Pace = Callable[[str], None]
-"""Called with an action name before each cloud call; blocks for a slot or raises NoSlot."""
+
+class Slot(Protocol):
+    """A limiter slot granted for one cloud call. The client tells it when the call's
+    request is written, so the slot counts from when the cloud saw the call, not from the
+    grant (`app/providers/slots.py`)."""
+
+    def sending(self) -> None:
+        """Just before the request is written; may wait for a fresh slot."""
+        ...
+
+    def sent(self) -> None:
+        """Just after the request is written."""
+        ...
+
+
+Pace = Callable[[str], Slot]
+"""Called with an action name before each cloud call; blocks for a slot or raises NoSlot.
+The provider hands the slot to the client call it was taken for."""
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 

@@ -26,7 +26,10 @@ class ActionStats:
 
     def summary(self, detail: bool) -> dict[str, Any]:
         throttled = sum(self.codes.get(c, 0) for c in THROTTLED_CODES)
-        span = (self.accepted_at[-1] - self.accepted_at[0]) if len(self.accepted_at) > 1 else 0.0
+        # Recorded as calls finish, stamped as they arrive: concurrent calls can finish out
+        # of arrival order, so the first and last arrivals are the extremes, not the ends.
+        accepted = sorted(self.accepted_at)
+        span = (accepted[-1] - accepted[0]) if len(accepted) > 1 else 0.0
         out: dict[str, Any] = {
             "total": len(self.arrivals),
             "accepted": len(self.accepted_at),
@@ -36,21 +39,21 @@ class ActionStats:
             "max_in_any_second": max_in_window(self.accepted_at, 1.0),
             "max_in_any_second_all": max_in_window(self.arrivals, 1.0),
             "sustained_rate": (len(self.accepted_at) - 1) / span if span > 0 else 0.0,
-            "first": self.accepted_at[0] if self.accepted_at else None,
-            "last": self.accepted_at[-1] if self.accepted_at else None,
+            "first": accepted[0] if accepted else None,
+            "last": accepted[-1] if accepted else None,
             "instances_called_more_than_once": sum(1 for n in self.per_instance.values() if n > 1),
         }
         out["accounts"] = {
             a: {
                 "accepted": len(ts),
                 "max_in_any_second": max_in_window(ts, 1.0),
-                "span_s": ts[-1] - ts[0] if ts else 0.0,
+                "span_s": max(ts) - min(ts) if ts else 0.0,
             }
             for a, ts in self.by_account.items()
         }
         if detail:
             out["per_instance"] = dict(self.per_instance)
-            out["accepted_at"] = list(self.accepted_at)
+            out["accepted_at"] = accepted  # arrival times (monotonic s), in order
         return out
 
 

@@ -13,7 +13,8 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
-from app.providers.base import CallError, CallResult
+from app.providers import slots
+from app.providers.base import CallError, CallResult, Slot
 from app.providers.jdcloud.errors import classify
 from app.providers.jdcloud.signing import JDCLOUD3, JDCloudAuth, Version
 
@@ -114,8 +115,10 @@ class JDCloudClient:
         *,
         body: Mapping[str, Any] | None = None,
         params: list[tuple[str, str]] | None = None,
+        slot: Slot | None = None,
     ) -> tuple[CallResult, dict[str, Any]]:
-        """One request; returns the result and the answer's `result` object (empty on failure)."""
+        """One request; returns the result and the answer's `result` object (empty on failure).
+        `slot`: the limiter's grant for this call, marked sent as the request goes out."""
         content = json.dumps(body).encode() if body is not None else b""
         started = time.perf_counter()
         try:
@@ -125,6 +128,7 @@ class JDCloudClient:
                 content=content,
                 params=params,
                 headers={"Content-Type": "application/json"},
+                extensions=slots.extensions(slot),
             )
         except httpx.TimeoutException as exc:
             return self._failed(action, started, None, "keybind.Timeout", type(exc).__name__), {}
@@ -168,9 +172,14 @@ class JDCloudClient:
         return f"/v1/regions/{quote(region, safe='')}/keypairs/{quote(key_name, safe='')}:{verb}"
 
     def _keypair_call(
-        self, action: str, path: str, body: dict[str, Any], instance_ids: Sequence[str]
+        self,
+        action: str,
+        path: str,
+        body: dict[str, Any],
+        instance_ids: Sequence[str],
+        slot: Slot | None,
     ) -> KeypairResult:
-        result, payload = self.call(action, "POST", path, body=body)
+        result, payload = self.call(action, "POST", path, body=body, slot=slot)
         if not result.ok:
             return KeypairResult(result)
         succeeded = tuple(str(i) for i in payload.get("successInstanceId") or ())
@@ -178,19 +187,25 @@ class JDCloudClient:
         return KeypairResult(result, succeeded, failed)
 
     def attach_keypair(
-        self, region: str, key_name: str, instance_ids: Sequence[str], password_auth: str
+        self,
+        region: str,
+        key_name: str,
+        instance_ids: Sequence[str],
+        password_auth: str,
+        slot: Slot | None = None,
     ) -> KeypairResult:
         """POST /v1/regions/{region}/keypairs/{key}:attach; `password_auth` is `yes` or `no`."""
         body = {"instanceIds": list(instance_ids), "passWordAuth": password_auth}
         path = self._keypair_path(region, key_name, "attach")
-        return self._keypair_call(ATTACH, path, body, instance_ids)
+        return self._keypair_call(ATTACH, path, body, instance_ids, slot)
 
     def detach_keypair(
-        self, region: str, key_name: str, instance_ids: Sequence[str]
+        self, region: str, key_name: str, instance_ids: Sequence[str], slot: Slot | None = None
     ) -> KeypairResult:
         """POST /v1/regions/{region}/keypairs/{key}:detach."""
         path = self._keypair_path(region, key_name, "detach")
-        return self._keypair_call(DETACH, path, {"instanceIds": list(instance_ids)}, instance_ids)
+        body = {"instanceIds": list(instance_ids)}
+        return self._keypair_call(DETACH, path, body, instance_ids, slot)
 
     def describe_instances(
         self,
@@ -200,6 +215,7 @@ class JDCloudClient:
         tags: Mapping[str, Sequence[str]] | None = None,
         page_number: int = 1,
         page_size: int = MAX_PAGE_SIZE,
+        slot: Slot | None = None,
     ) -> InstancePage:
         """One page (1-based) of GET /v1/regions/{region}/instances, filtered by ID and tags."""
         if not MIN_PAGE_SIZE <= page_size <= MAX_PAGE_SIZE:
@@ -211,7 +227,7 @@ class JDCloudClient:
             page_number=page_number, page_size=page_size, filters=filters, tags=tags
         )
         path = f"/v1/regions/{quote(region, safe='')}/instances"
-        result, payload = self.call(DESCRIBE_INSTANCES, "GET", path, params=params)
+        result, payload = self.call(DESCRIBE_INSTANCES, "GET", path, params=params, slot=slot)
         if not result.ok:
             return InstancePage(result)
         views = tuple(

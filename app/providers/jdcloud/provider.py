@@ -145,8 +145,8 @@ class JDCloudProvider:
         call: CallResult | None = None
         for start in range(0, len(ids), MAX_PAGE_SIZE):
             chunk = tuple(ids[start : start + MAX_PAGE_SIZE])
-            pace(DESCRIBE_INSTANCES)
-            page = self.client.describe_instances(region, instance_ids=chunk)
+            slot = pace(DESCRIBE_INSTANCES)
+            page = self.client.describe_instances(region, instance_ids=chunk, slot=slot)
             call = replace(page.call, instance_ids=chunk)
             outcome.calls.append(call)
             if not call.ok:
@@ -220,8 +220,8 @@ class JDCloudProvider:
             else:
                 ready.append(iid)
         for old, holders in by_key.items():
-            pace(DETACH)
-            res = self.client.detach_keypair(region, old, holders)
+            slot = pace(DETACH)
+            res = self.client.detach_keypair(region, old, holders, slot)
             failed: dict[str, CallError] = {}
             for iid in holders:
                 if res.call.ok and iid in res.succeeded:
@@ -252,8 +252,8 @@ class JDCloudProvider:
         outcome: Outcome,
         replacing: bool,
     ) -> None:
-        pace(ATTACH)
-        res = self.client.attach_keypair(region, key, ids, password_auth)
+        slot = pace(ATTACH)
+        res = self.client.attach_keypair(region, key, ids, password_auth, slot)
         call = res.call
         results: dict[str, InstanceResult] = {}
         doubtful: list[str] = []

@@ -12,7 +12,8 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from app.providers.base import CallError, CallResult, ProviderConfigError, utcnow
+from app.providers import slots
+from app.providers.base import CallError, CallResult, ProviderConfigError, Slot, utcnow
 from app.providers.tencent.errors import classify
 from app.providers.tencent.signing import TC3Auth
 
@@ -95,9 +96,10 @@ class TencentClient:
         return f"TencentClient(endpoint={self.endpoint!r})"
 
     def call(
-        self, action: str, region: str, params: dict[str, Any]
+        self, action: str, region: str, params: dict[str, Any], slot: Slot | None = None
     ) -> tuple[CallResult, dict[str, Any]]:
-        """POST one action; returns the result and the `Response` object (empty on failure)."""
+        """POST one action; returns the result and the `Response` object (empty on failure).
+        `slot`: the limiter's grant for this call, marked sent as the request goes out."""
         body = json.dumps(params).encode()
         headers = {
             "Content-Type": "application/json",
@@ -108,7 +110,9 @@ class TencentClient:
         }
         call = _Call(action, tuple(params.get("InstanceIds") or ()), utcnow(), time.perf_counter())
         try:
-            response = self._http.post("/", content=body, headers=headers)
+            response = self._http.post(
+                "/", content=body, headers=headers, extensions=slots.extensions(slot)
+            )
         except httpx.TimeoutException as exc:
             return call.failed(None, "keybind.Timeout", type(exc).__name__), {}
         except httpx.TransportError as exc:
@@ -130,10 +134,15 @@ class TencentClient:
         return call.result(200, payload.get("RequestId"), call_error), payload
 
     def associate_instances_key_pairs(
-        self, region: str, instance_ids: list[str], key_ids: list[str], force_stop: bool
+        self,
+        region: str,
+        instance_ids: list[str],
+        key_ids: list[str],
+        force_stop: bool,
+        slot: Slot | None = None,
     ) -> CallResult:
         params = {"InstanceIds": instance_ids, "KeyIds": key_ids, "ForceStop": force_stop}
-        return self.call(ASSOCIATE, region, params)[0]
+        return self.call(ASSOCIATE, region, params, slot)[0]
 
     def describe_instances(
         self,
@@ -142,13 +151,14 @@ class TencentClient:
         filters: list[dict[str, Any]] | None = None,
         offset: int = 0,
         limit: int = 100,
+        slot: Slot | None = None,
     ) -> tuple[CallResult, list[InstanceView]]:
         params: dict[str, Any] = {"Offset": offset, "Limit": limit}
         if instance_ids:
             params["InstanceIds"] = instance_ids
         if filters:
             params["Filters"] = filters
-        result, payload = self.call(DESCRIBE_INSTANCES, region, params)
+        result, payload = self.call(DESCRIBE_INSTANCES, region, params, slot)
         views = [
             InstanceView(
                 instance_id=i.get("InstanceId", ""),

@@ -96,9 +96,13 @@ class TencentProvider:
         self.client = client
 
     def bind(self, request: BindRequest, pace: Pace) -> Outcome:
-        pace(ASSOCIATE)
+        slot = pace(ASSOCIATE)
         call = self.client.associate_instances_key_pairs(
-            request.region, list(request.instance_ids), list(request.key_ids), request.force_stop
+            request.region,
+            list(request.instance_ids),
+            list(request.key_ids),
+            request.force_stop,
+            slot,
         )
         return Outcome.from_call(call, InstanceStatus.ACCEPTED)
 
@@ -108,13 +112,13 @@ class TencentProvider:
         for start in range(0, len(ids), MAX_IDS_PER_CALL):
             chunk = ids[start : start + MAX_IDS_PER_CALL]
             try:
-                pace(DESCRIBE_INSTANCES)
+                slot = pace(DESCRIBE_INSTANCES)
             except NoSlot:
                 if not outcome.calls:
                     raise
                 return outcome  # what the calls so far decided; the rest is handed back
             call, views = self.client.describe_instances(
-                request.region, instance_ids=chunk, limit=MAX_IDS_PER_CALL
+                request.region, instance_ids=chunk, limit=MAX_IDS_PER_CALL, slot=slot
             )
             outcome.calls.append(call)
             seen = {v.instance_id: v for v in views}
