@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import random
 from collections.abc import Sequence
+from datetime import timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Protocol
 
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.accounts import Accounts, load_accounts
 from app.config import Settings, get_settings
-from app.db import make_engine, make_sessionmaker
+from app.db import make_engine, make_sessionmaker, utcnow
 from app.jobs.retry import RetryPolicy
 from app.providers.base import Account, NoSlot, Pace, Provider, ProviderSpec, Slot
 from app.providers.registry import spec
@@ -151,7 +152,10 @@ class Runtime:
         countdowns: Sequence[float] = (),
     ) -> None:
         """One bind task per batch; `front`: ahead of every bulk call waiting in the broker;
-        `countdowns`: per batch, seconds until it is to run (none: now)."""
+        `countdowns`: per batch, seconds from now until it is to run (none: now)."""
+        # One clock reading for the whole release: the countdowns are spaced one limiter
+        # slot apart, and the time spent sending must not stretch them.
+        now = utcnow()
         for i, batch in enumerate(batches):
             countdown = countdowns[i] if i < len(countdowns) else 0.0
             self.celery.send_task(
@@ -160,9 +164,9 @@ class Runtime:
                 kwargs={"front": True} if front else {},
                 queue=self.bind_queue,
                 priority=FRONT_PRIORITY if front else BULK_PRIORITY,
-                countdown=countdown or None,
+                eta=now + timedelta(seconds=countdown) if countdown else None,
                 # After the dispatch lease the dispatcher releases the target again anyway.
-                expires=countdown + self.settings.dispatch_lease_s,
+                expires=now + timedelta(seconds=countdown + self.settings.dispatch_lease_s),
             )
 
     def enqueue_verifies(self, batches: Sequence[Sequence[int]], countdown: float = 0.0) -> None:

@@ -107,4 +107,4 @@ def test_bulk_calls_beyond_the_first_window_wait_in_the_broker_for_their_slot(
     paced = [datetime.fromisoformat(e).timestamp() for e in etas[window:]]
     assert len(paced) == len(tick.released) - int(rate)
     gaps = [b - a for a, b in pairwise(paced)]
-    assert gaps and all(abs(g - 1 / rate) < 0.002 for g in gaps), gaps
+    assert gaps and all(abs(g - 1 / rate) < 1e-5 for g in gaps), gaps
