@@ -15,6 +15,7 @@ from app.api.deps import Reader, RuntimeDep
 from app.api.limits import BodyLimit
 from app.api.routes import hooks, jobs, ui
 from app.config import Settings, get_settings
+from app.jobs.status import Bodies
 from app.metrics import KeybindCollector
 from app.runtime import Runtime
 
@@ -35,6 +36,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    # Status bodies this process rendered, by job and version (see app/jobs/status.py).
+    app.state.job_bodies = Bodies()
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     errors.install(app)
     app.include_router(jobs.router)
