@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -26,7 +27,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # What exists by now (modules, this app, its routes and schemas: ~160k objects) lives
+        # as long as the process. Frozen, the collector no longer walks it: a full collection
+        # otherwise stalls every request in flight for 20-150 ms on a busy machine.
+        gc.collect()
+        gc.freeze()
         yield
+        gc.unfreeze()
         runtime.close()
 
     app = FastAPI(
