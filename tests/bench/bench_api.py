@@ -66,7 +66,8 @@ def _poll(s: Stack, job_id: str, seconds: float, etag: bool) -> dict[str, Any]:
             "workers": [p.popen.pid for p in s.procs.procs if p.name == "worker"],
             "simulator": [s.sim.process.pid],
             "bench": [os.getpid()],
-        }
+        },
+        database=s.settings.queue_prefix,  # the stack's database is named like its queues
     )
     done_before = _finished(s, job_id)
     watch.start()

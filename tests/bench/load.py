@@ -13,12 +13,13 @@ import time
 from collections.abc import Mapping, Sequence
 
 TICK = os.sysconf("SC_CLK_TCK")
-# Processes counted by their name rather than by who started them.
-BY_NAME = {"postgres": "postgres", "redis-server": "redis"}
+REDIS = "redis-server"
+POSTGRES = "postgres"
 
 
 def _processes() -> dict[int, tuple[int, str, float]]:
-    """pid -> (parent pid, name, user+system CPU seconds) of every process now."""
+    """pid -> (parent pid, name, user+system CPU seconds) of every process now. A
+    PostgreSQL backend's name is its title ("postgres: user database host ...")."""
     out: dict[int, tuple[int, str, float]] = {}
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -30,6 +31,13 @@ def _processes() -> dict[int, tuple[int, str, float]]:
             continue  # gone meanwhile
         name = raw[raw.index("(") + 1 : raw.rindex(")")]
         fields = raw[raw.rindex(")") + 2 :].split()
+        if name == POSTGRES:
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    title = f.read().replace(b"\0", b" ").decode(errors="replace")
+                name = f"{POSTGRES} {title.strip()}"
+            except OSError:
+                continue
         out[int(entry)] = (int(fields[1]), name, (int(fields[11]) + int(fields[12])) / TICK)
     return out
 
@@ -42,11 +50,16 @@ def _machine_busy_s() -> float:
 
 
 def _role_of(
-    pid: int, procs: Mapping[int, tuple[int, str, float]], roots: Mapping[int, str]
+    pid: int, procs: Mapping[int, tuple[int, str, float]], roots: Mapping[int, str], db: str
 ) -> str:
     name = procs[pid][1]
-    if name in BY_NAME:
-        return BY_NAME[name]
+    if name == REDIS:
+        return "redis"
+    if name.startswith(POSTGRES):
+        # Backends serving another database are someone else's load; the server's own
+        # processes (checkpointer, WAL writer, autovacuum) count as PostgreSQL's.
+        backend = "127.0.0.1(" in name or "[local]" in name
+        return "postgres" if not backend or f" {db} " in name else "other"
     seen = 0
     while pid in procs and seen < 64:  # walk up to a root we started
         if pid in roots:
@@ -57,10 +70,12 @@ def _role_of(
 
 class CpuWatch:
     """Cores used per role between `start()` and `stop()`. `roles` names the root process
-    ids of each role; their descendants count too. Processes that end inside the window are
-    not seen (their time goes to `other`): account for such a child by what it reports."""
+    ids of each role; their descendants count too. PostgreSQL counts its own processes and
+    the backends serving `database`. Processes that end inside the window are not seen
+    (their time goes to `other`): account for such a child by what it reports."""
 
-    def __init__(self, roles: Mapping[str, Sequence[int]]) -> None:
+    def __init__(self, roles: Mapping[str, Sequence[int]], *, database: str) -> None:
+        self.db = database
         self.roots = {pid: role for role, pids in roles.items() for pid in pids}
         self._before: dict[int, tuple[int, str, float]] = {}
         self._busy0 = self._t0 = 0.0
@@ -80,7 +95,7 @@ class CpuWatch:
             [*sorted(set(self.roots.values())), "postgres", "redis"], 0.0
         )
         for pid, (_, _, cpu) in after.items():
-            role = _role_of(pid, after, self.roots)
+            role = _role_of(pid, after, self.roots, self.db)
             if role != "other":
                 used[role] += cpu - self._before.get(pid, (0, "", 0.0))[2]
         for role, cpu in (ended or {}).items():
