@@ -37,9 +37,12 @@ BULK_PRIORITY = 6
 
 
 class RatedJob(Protocol):
-    provider: str
-    account: str
-    batch_size: int
+    @property
+    def provider(self) -> str: ...
+    @property
+    def account(self) -> str: ...
+    @property
+    def batch_size(self) -> int: ...
 
 
 class Runtime:

@@ -15,6 +15,7 @@ from sqlalchemy import (
     DateTime,
     Float,
     Integer,
+    Row,
     String,
     Text,
     Update,
@@ -107,6 +108,64 @@ def _copy_text(value: str) -> str:
 
 def get_job(session: Session, job_id: str) -> Job | None:
     return session.get(Job, job_id)
+
+
+# What a status poll reads: every column but the few the view never shows, straight from
+# the table (Core: no ORM identity map or instrumented attributes); one primary-key lookup.
+_JOBS = Job.__table__.c
+_NOT_SHOWN = frozenset({"options", "priority", "tenant", "updated_at", "callback_next_at"})
+_STATUS_COLUMNS = [c for c in _JOBS if c.name not in _NOT_SHOWN]
+_CALLBACKS = CallbackAttempt.__table__.c
+# Built once (a poll only binds the id and tenant). The callback attempts come in the same
+# statement, so the job and its attempts are one snapshot: a callback recorded between two
+# reads could otherwise show under the job's older version.
+_STATUS = (
+    select(
+        *_STATUS_COLUMNS,
+        _CALLBACKS.attempt.label("cb_attempt"),
+        _CALLBACKS.started_at.label("cb_at"),
+        _CALLBACKS.http_status.label("cb_http_status"),
+        _CALLBACKS.error.label("cb_error"),
+        _CALLBACKS.latency_ms.label("cb_latency_ms"),
+    )
+    .select_from(Job.__table__.outerjoin(CallbackAttempt.__table__))
+    .where(_JOBS.id == bindparam("job_id"))
+    .order_by(_CALLBACKS.id)
+)
+_STATUS_OF_TENANT = _STATUS.where(_JOBS.tenant == bindparam("tenant"))
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackRow:
+    attempt: int
+    started_at: datetime
+    http_status: int | None
+    error: str | None
+    latency_ms: float
+
+
+@dataclass(frozen=True, slots=True)
+class JobStatus:
+    job: Row[Any]  # the view's columns and `version`
+    callbacks: list[CallbackRow]
+
+
+def job_status(conn: Connection, job_id: str, tenant: str | None) -> JobStatus | None:
+    """The job's status columns, version and callback attempts in one statement, if it
+    exists and `tenant` may see it (None: any job). Another tenant's job is None, exactly
+    like a missing one."""
+    if tenant is None:
+        rows = conn.execute(_STATUS, {"job_id": job_id}).all()
+    else:
+        rows = conn.execute(_STATUS_OF_TENANT, {"job_id": job_id, "tenant": tenant}).all()
+    if not rows:
+        return None
+    calls = [
+        CallbackRow(r.cb_attempt, r.cb_at, r.cb_http_status, r.cb_error, r.cb_latency_ms)
+        for r in rows
+        if r.cb_attempt is not None
+    ]
+    return JobStatus(rows[0], calls)
 
 
 def job_version(session: Session, job_id: str, tenant: str | None) -> int | None:

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.db import transaction, utcnow
 from app.jobs import repository as repo
-from app.jobs.models import CallbackAttempt, Job, Target
+from app.jobs.models import Job, Target
 from app.jobs.schemas import FieldProblem, JDCloudJobCreate, JobCreate
 from app.jobs.states import JobState, TargetState
 from app.jobs.validation import validate_job
@@ -203,24 +203,6 @@ def list_targets(
 ) -> list[Target]:
     with sessions() as session:
         return repo.list_targets(session, job_id, state=state, after_id=after_id, limit=limit)
-
-
-@dataclass(frozen=True, slots=True)
-class JobDetail:
-    job: Job
-    callbacks: list[CallbackAttempt]
-
-
-def get_job_detail(
-    *, sessions: sessionmaker[Session], job_id: str, tenant: str | None
-) -> JobDetail | None:
-    """The job row and, when it has a callback, every delivery attempt so far."""
-    with sessions() as session:
-        job = _visible(repo.get_job(session, job_id), tenant)
-        if job is None:
-            return None
-        calls = repo.callback_attempts(session, job_id) if job.callback_url else []
-        return JobDetail(job, calls)
 
 
 def list_jobs(

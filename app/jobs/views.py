@@ -3,18 +3,85 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
 
-from app.jobs.models import CallbackAttempt, Job
 from app.jobs.schemas import CallbackAttemptView, Counts, JobView
 from app.jobs.states import JobState
 
 
-def progress(job: Job) -> float:
+class JobFields(Protocol):
+    """What a view reads from a job: an ORM `Job` or the poll path's lean row."""
+
+    @property
+    def id(self) -> str: ...
+    @property
+    def state(self) -> str: ...
+    @property
+    def provider(self) -> str: ...
+    @property
+    def account(self) -> str: ...
+    @property
+    def region(self) -> str: ...
+    @property
+    def key_ids(self) -> list[str]: ...
+    @property
+    def power_policy(self) -> str: ...
+    @property
+    def batch_size(self) -> int: ...
+    @property
+    def total(self) -> int: ...
+    @property
+    def n_pending(self) -> int: ...
+    @property
+    def n_running(self) -> int: ...
+    @property
+    def n_retrying(self) -> int: ...
+    @property
+    def n_succeeded(self) -> int: ...
+    @property
+    def n_failed(self) -> int: ...
+    @property
+    def n_cancelled(self) -> int: ...
+    @property
+    def submitted_by(self) -> str: ...
+    @property
+    def source(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def started_at(self) -> datetime | None: ...
+    @property
+    def finished_at(self) -> datetime | None: ...
+    @property
+    def cancel_requested_at(self) -> datetime | None: ...
+    @property
+    def callback_url(self) -> str | None: ...
+    @property
+    def callback_state(self) -> str | None: ...
+
+
+class CallbackFields(Protocol):
+    """What a view reads from one callback attempt (ORM object or row)."""
+
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def started_at(self) -> datetime: ...
+    @property
+    def http_status(self) -> int | None: ...
+    @property
+    def error(self) -> str | None: ...
+    @property
+    def latency_ms(self) -> float: ...
+
+
+def progress(job: JobFields) -> float:
     done = job.n_succeeded + job.n_failed + job.n_cancelled
     return round(done / job.total, 4) if job.total else 1.0
 
 
-def eta_seconds(job: Job, rate: float) -> float | None:
+def eta_seconds(job: JobFields, rate: float) -> float | None:
     """What is left over the account's configured rate: a floor, since other jobs on the
     same account share that rate and retries wait their backoff."""
     if JobState(job.state).final:
@@ -23,7 +90,7 @@ def eta_seconds(job: Job, rate: float) -> float | None:
     return round(left / rate, 1) if rate > 0 else None
 
 
-def job_view(job: Job, *, rate: float, callbacks: Sequence[CallbackAttempt] = ()) -> JobView:
+def job_view(job: JobFields, *, rate: float, callbacks: Sequence[CallbackFields] = ()) -> JobView:
     return JobView(
         id=job.id,
         state=JobState(job.state),
