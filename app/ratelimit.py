@@ -50,9 +50,16 @@ def slots_and_window(limit: float, window_s: float) -> tuple[int, float]:
 
 
 class Limiter(Protocol):
-    def acquire(self, key: str, limit: float, *, max_wait: float) -> Grant | None:
-        """Block until granted (the slot) or until max_wait would pass (None)."""
+    def acquire(
+        self, key: str, limit: float, *, max_wait: float, front: bool = False
+    ) -> Grant | None:
+        """Block until granted (the slot) or until max_wait would pass (None). `front`: a
+        front-lane call (a job's first), which waits ahead of the bulk in the line."""
         ...
+
+
+# A waiter id starting with this stands ahead of the others in the line.
+FRONT_MARK = "!"
 
 
 # Upper bounds (seconds) of the limiter-wait histogram kept in Redis for /metrics.
@@ -126,11 +133,11 @@ class _Blocking:
         """Count one acquire (None: gave up); only the shared Redis limiter keeps counts."""
 
     def _poll(
-        self, key: str, attempt: Callable[[str], _Attempt], max_wait: float
+        self, key: str, attempt: Callable[[str], _Attempt], max_wait: float, front: bool = False
     ) -> tuple[str, float, float] | None:
         """Repeat `attempt(waiter)` until it grants: (entry, monotonic before it, waited);
         None once the wait would pass max_wait."""
-        waiter = uuid.uuid4().hex
+        waiter = (FRONT_MARK if front else "") + uuid.uuid4().hex
         start = time.monotonic()
         while True:
             before = time.monotonic()
@@ -143,9 +150,13 @@ class _Blocking:
                 return None
             time.sleep(wait + random.uniform(0, self._jitter_s))
 
-    def acquire(self, key: str, limit: float, *, max_wait: float) -> Grant | None:
+    def acquire(
+        self, key: str, limit: float, *, max_wait: float, front: bool = False
+    ) -> Grant | None:
         slots, window = slots_and_window(limit, self._window_s)
-        got = self._poll(key, lambda w: self._take(key, slots, window, w, max_wait), max_wait)
+        got = self._poll(
+            key, lambda w: self._take(key, slots, window, w, max_wait), max_wait, front
+        )
         if got is None:
             self._record_wait(key, None)
             return None
@@ -208,16 +219,20 @@ local function wait_for(ahead)
 end
 
 -- First come, first served: a caller that finds no slot free takes a place in line, and
--- freed slots go to the line in order, each waiter sleeping until its own slot frees.
+-- freed slots go to the line in order, each waiter sleeping until its own slot frees. A
+-- front-lane waiter (id starting with '!') joins as if it had come stale/2 earlier: ahead
+-- of the bulk, which waits less than that with paced release, and behind earlier fronts.
 local function take()
   if waiter == '' then return grant() end
   local free = slots - redis.call('ZCARD', log)
   redis.call('ZREMRANGEBYSCORE', line, '-inf', now - stale)
   local place = redis.call('ZRANK', line, waiter)
   if not place then
-    place = redis.call('ZCARD', line)
+    local joined = now
+    if string.sub(waiter, 1, 1) == '!' then joined = now - math.floor(stale / 2) end
+    place = redis.call('ZCOUNT', line, '-inf', joined)
     if free > place then return grant() end
-    redis.call('ZADD', line, now, waiter)
+    redis.call('ZADD', line, joined, waiter)
     redis.call('PEXPIRE', line, math.ceil(stale / 1000) + 1000)
   elseif place < free then
     redis.call('ZREM', line, waiter)

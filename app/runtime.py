@@ -132,14 +132,16 @@ class Runtime:
     def limiter_key(self, provider: str, account: str, action: str) -> str:
         return f"{provider}:{account}:{action}"
 
-    def pace(self, provider: str, account: str) -> Pace:
-        """What a provider calls before each cloud call: wait for the global limiter."""
+    def pace(self, provider: str, account: str, *, front: bool = False) -> Pace:
+        """What a provider calls before each cloud call: wait for the global limiter.
+        `front`: for a front-lane call, which waits ahead of the bulk."""
 
         def wait_for_slot(action: str) -> Slot:
             grant = self.limiter.acquire(
                 self.limiter_key(provider, account, action),
                 self.rate(provider, account, action),
                 max_wait=self.settings.rate_limit_max_wait_s,
+                front=front,
             )
             if grant is None:
                 raise NoSlot(action)

@@ -93,7 +93,7 @@ def _bind_turn(rt: Runtime, conn: Connection | None, target_ids: Sequence[int], 
         options=dict(job.options or {}),
     )
     try:
-        outcome = provider.bind(request, rt.pace(job.provider, job.account))
+        outcome = provider.bind(request, rt.pace(job.provider, job.account, front=front))
     except NoSlot:
         # No slot within the bound: hand the targets back untouched rather than hold a
         # worker slot hostage; the dispatcher releases them again.

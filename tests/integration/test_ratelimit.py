@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.ratelimit import FileLimiter, Grant, RedisLimiter
+from app.ratelimit import FRONT_MARK, FileLimiter, Grant, RedisLimiter
 
 WINDOW = 0.4
 AnyLimiter = RedisLimiter | FileLimiter
@@ -171,6 +171,35 @@ def test_freed_slots_go_to_waiters_in_the_order_they_came(shared: RedisLimiter) 
     assert attempt(shared, "early")
     time.sleep(WINDOW * 1.1)
     assert attempt(shared, "late")
+
+
+def test_a_front_lane_waiter_goes_ahead_of_the_bulk_but_not_of_earlier_fronts(
+    shared: RedisLimiter,
+) -> None:
+    """A job's first call (the front lane) must not wait behind a huge job's waiters."""
+    assert attempt(shared, "first")
+    assert not attempt(shared, "bulk")  # in line
+    assert not attempt(shared, FRONT_MARK + "urgent")  # ahead of the bulk
+    assert not attempt(shared, FRONT_MARK + "urgent2")  # behind the first front
+    time.sleep(WINDOW * 1.1)  # one slot frees
+    assert not attempt(shared, "bulk")
+    assert not attempt(shared, FRONT_MARK + "urgent2")
+    assert attempt(shared, FRONT_MARK + "urgent")
+    time.sleep(WINDOW * 1.1)
+    assert not attempt(shared, "bulk")
+    assert attempt(shared, FRONT_MARK + "urgent2")
+    time.sleep(WINDOW * 1.1)
+    assert attempt(shared, "bulk")
+
+
+def test_a_front_lane_acquire_is_granted_before_a_bulk_one_waiting_longer(
+    shared: RedisLimiter,
+) -> None:
+    assert shared.acquire("k", 1.0, max_wait=0) is not None
+    assert not attempt(shared, "bulk")  # queued first
+    grant = shared.acquire("k", 1.0, max_wait=WINDOW * 2, front=True)
+    assert grant is not None and grant.waited > 0  # waited for the slot, and got it
+    assert not attempt(shared, "bulk")  # still waiting: the front took the freed slot
 
 
 def test_a_waiter_that_gives_up_leaves_the_line(shared: RedisLimiter) -> None:
