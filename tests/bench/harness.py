@@ -8,7 +8,6 @@ Figures are printed as `name: key = value` lines and written as JSON under bench
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 import uuid
@@ -217,27 +216,6 @@ def _wait_workers(rt: Runtime, workers: list[Proc], timeout: float = 60.0) -> No
             if not w.alive():
                 raise RuntimeError(f"worker exited:\n{w.log()[-3000:]}")
     raise RuntimeError(f"workers {sorted(set(names) - answered)} did not answer in {timeout:.0f} s")
-
-
-class MachineCpu:
-    """How busy the whole machine's CPUs were between start and stop (from /proc/stat): what
-    says whether a run was bound by the cloud's limit or by this machine."""
-
-    def __init__(self) -> None:
-        self._start = self._read()
-
-    @staticmethod
-    def _read() -> tuple[int, int]:
-        fields = [int(x) for x in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        idle = fields[3] + fields[4]  # idle + iowait
-        return sum(fields), idle
-
-    def busy(self) -> tuple[float, float]:
-        """(share of all CPUs busy, busy CPU-seconds) since start."""
-        total, idle = self._read()
-        d_total, d_idle = total - self._start[0], idle - self._start[1]
-        ticks = os.sysconf("SC_CLK_TCK")
-        return (1 - d_idle / d_total if d_total else 0.0), (d_total - d_idle) / ticks
 
 
 def percentile(values: list[float], p: float) -> float:

@@ -42,7 +42,7 @@ def _processes() -> dict[int, tuple[int, str, float]]:
     return out
 
 
-def _machine_busy_s() -> float:
+def machine_busy_s() -> float:
     """CPU seconds all cores have spent not idle since boot."""
     with open("/proc/stat") as f:
         values = [int(v) for v in f.readline().split()[1:]]
@@ -83,14 +83,14 @@ class CpuWatch:
 
     def start(self) -> None:
         self._before = _processes()
-        self._busy0, self._t0 = _machine_busy_s(), time.monotonic()
+        self._busy0, self._t0 = machine_busy_s(), time.monotonic()
 
     def stop(self, *, ended: Mapping[str, float] | None = None) -> dict[str, float]:
         """Cores per role, `machine` and `other`; `ended`: CPU seconds of roles whose
         processes ended inside the window (as they reported them)."""
         after = _processes()
         wall = self.wall_s = time.monotonic() - self._t0
-        busy = _machine_busy_s() - self._busy0
+        busy = machine_busy_s() - self._busy0
         used: dict[str, float] = dict.fromkeys(
             [*sorted(set(self.roots.values())), "postgres", "redis"], 0.0
         )
