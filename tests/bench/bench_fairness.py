@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import select
 
 from app.jobs.models import Attempt, Job, Target
-from tests.bench.harness import Stack, instance_ids, report, stack
+from tests.bench.harness import BIND, Stack, instance_ids, report, stack
 
 LIMIT = 10.0
 
@@ -59,8 +59,8 @@ def _timeline(s: Stack, job_id: str) -> dict[str, float]:
             .where(Target.job_id == job_id)
             .order_by(Attempt.id)
         ).all()
-    bind = [c for c in calls if c.action == "AssociateInstancesKeyPairs"]
-    look = [c for c in calls if c.action != "AssociateInstancesKeyPairs"]
+    bind = [c for c in calls if c.action == BIND]
+    look = [c for c in calls if c.action != BIND]
     if not bind or not look:
         return {}
     bind_end = bind[-1].started_at.timestamp() + bind[-1].latency_ms / 1000
