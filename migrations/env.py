@@ -5,8 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import create_engine, pool
 
-from app.db import Base
-from app.jobs import models  # noqa: F401  (registers the tables on Base.metadata)
+from app.store import models  # noqa: F401  (registers the tables on Base.metadata)
+from app.store.db import Base
 
 config = context.config
 target_metadata = Base.metadata

@@ -14,6 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import text
 
 from app.auth.tokens import create_token
+from app.broker.celery_app import celery_for
+from app.broker.producer import CeleryProducer
 from app.config import Settings
 from app.migrate import upgrade
 from app.runtime import Runtime
@@ -67,6 +69,12 @@ def rt(settings: Settings) -> Iterator[Runtime]:
         )
     yield runtime
     runtime.close()
+
+
+@pytest.fixture
+def producer(rt: Runtime) -> CeleryProducer:
+    """Sends to the test's own queues, as the API and the workers do."""
+    return CeleryProducer(celery_for(rt.settings), rt.settings)
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.api.errors import ApiError
 from app.auth.tokens import Principal, authenticate
+from app.jobs.ports import Producer
 from app.jobs.status import Bodies
 from app.runtime import Runtime
 
@@ -21,6 +22,11 @@ async def get_rt(request: Request) -> Runtime:
     return rt
 
 
+async def get_producer(request: Request) -> Producer:
+    producer: Producer = request.app.state.producer
+    return producer
+
+
 async def get_bodies(request: Request) -> Bodies:
     bodies: Bodies = request.app.state.job_bodies
     return bodies
@@ -28,6 +34,7 @@ async def get_bodies(request: Request) -> Bodies:
 
 RuntimeDep = Annotated[Runtime, Depends(get_rt)]
 BodiesDep = Annotated[Bodies, Depends(get_bodies)]
+ProducerDep = Annotated[Producer, Depends(get_producer)]
 
 
 def _bearer(request: Request) -> str:

@@ -12,7 +12,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.jobs.schemas import PROVIDER_TAGS, FieldProblem
-from app.jobs.service import InvalidJob
+from app.jobs.submit import InvalidJob
 
 log = logging.getLogger(__name__)
 

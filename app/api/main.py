@@ -14,10 +14,12 @@ from sqlalchemy import text
 from app.api import errors
 from app.api.deps import Reader, RuntimeDep
 from app.api.limits import BodyLimit
+from app.api.metrics import KeybindCollector
 from app.api.routes import hooks, jobs, ui
+from app.broker.celery_app import celery_for
+from app.broker.producer import CeleryProducer
 from app.config import Settings, get_settings
 from app.jobs.status import Bodies
-from app.metrics import KeybindCollector
 from app.runtime import Runtime
 
 
@@ -43,6 +45,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.runtime = runtime
+    # The API only sends (a kick to the dispatcher after each submission).
+    app.state.producer = CeleryProducer(celery_for(settings), settings)
     # Status bodies this process rendered, by job and version (see app/jobs/status.py).
     app.state.job_bodies = Bodies()
     app.add_middleware(BodyLimit, limit=settings.max_body_bytes)
@@ -50,7 +54,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(hooks.router)
     app.include_router(ui.router)
-    # Everything is read from PostgreSQL and Redis at scrape time (see app/metrics.py), so
+    # Everything is read from PostgreSQL and Redis at scrape time (see app/api/metrics.py), so
     # the registry is per app and holds no counts of its own.
     registry = CollectorRegistry(auto_describe=False)
     registry.register(KeybindCollector(runtime))

@@ -8,11 +8,11 @@ import re
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import Connection, bindparam, select, update
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import transaction, utcnow
-from app.jobs.models import ApiToken
+from app.store import tokens as store
+from app.store.db import transaction, utcnow
 
 TOKEN_PREFIX = "kb_"
 SCOPES = frozenset({"jobs:read", "jobs:write", "admin"})
@@ -51,41 +51,28 @@ def create_token(
         raise ValueError(f"tenant {tenant!r}: 1 to 64 letters, digits, '.', '_' or '-'")
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     with transaction(sessions) as session:
-        if session.scalar(select(ApiToken.id).where(ApiToken.name == name)) is not None:
+        if store.name_taken(session, name):
             raise ValueError(f"a token named {name!r} exists already")
-        session.add(
-            ApiToken(
-                name=name,
-                token_hash=hash_token(token),
-                scopes=" ".join(sorted(set(scopes))),
-                tenant=tenant,
-                created_at=utcnow(),
-            )
+        store.add_token(
+            session,
+            name=name,
+            token_hash=hash_token(token),
+            scopes=" ".join(sorted(set(scopes))),
+            tenant=tenant,
+            now=utcnow(),
         )
     return token
 
 
 def revoke_token(sessions: sessionmaker[Session], *, name: str) -> bool:
     with transaction(sessions) as session:
-        result = session.execute(
-            update(ApiToken)
-            .where(ApiToken.name == name, ApiToken.revoked_at.is_(None))
-            .values(revoked_at=utcnow())
-        )
-        return bool(result.rowcount)  # type: ignore[attr-defined]
-
-
-_TOKENS = ApiToken.__table__.c
-# Built once: every API request runs it.
-_BY_HASH = select(_TOKENS.name, _TOKENS.token_hash, _TOKENS.scopes, _TOKENS.tenant).where(
-    _TOKENS.token_hash == bindparam("digest"), _TOKENS.revoked_at.is_(None)
-)
+        return store.revoke(session, name, utcnow())
 
 
 def authenticate(db: Connection | Session, token: str) -> Principal | None:
     """The token's principal; None for an unknown or revoked token. One indexed read."""
     digest = hash_token(token)
-    row = db.execute(_BY_HASH, {"digest": digest}).first()
+    row = store.by_hash(db, digest)
     # The lookup is by hash; compare again in constant time so no timing leaks which prefix matched.
     if row is None or not hmac.compare_digest(row.token_hash, digest):
         return None

@@ -12,11 +12,12 @@ from datetime import timedelta
 
 import httpx
 
-from app.db import transaction, utcnow
-from app.jobs import repository as repo
-from app.jobs.models import CallbackAttempt, Job
+from app.domain.states import CallbackState, next_callback_state
 from app.jobs.views import job_view
 from app.runtime import Runtime
+from app.store import callbacks as store
+from app.store.db import transaction, utcnow
+from app.store.models import CallbackAttempt, Job
 from app.webhooks import egress
 from app.webhooks.signing import Secret, parse_secrets, standard_headers
 
@@ -81,12 +82,12 @@ def _deliver_one(rt: Runtime, http: httpx.Client, signers: list[Secret]) -> bool
     now = utcnow()
     lease_until = now + timedelta(seconds=rt.settings.callback_timeout_s + 30)
     with transaction(rt.sessions) as session:
-        job = repo.claim_due_callback(session, now, lease_until)
+        job = store.claim_due_callback(session, now, lease_until)
         if job is None:
             return False
-        number = repo.count_callback_attempts(session, job.id) + 1
+        number = store.count_callback_attempts(session, job.id) + 1
     assert job.callback_url is not None
-    body = payload(job, rt.job_rate(job))
+    body = payload(job, rt.rates.job_rate(job))
     # The id stays the same across retries, so the receiver can drop duplicates.
     headers = standard_headers(
         signers,
@@ -112,14 +113,17 @@ def _deliver_one(rt: Runtime, http: httpx.Client, signers: list[Secret]) -> bool
     except httpx.HTTPError as exc:
         error = type(exc).__name__
     latency_ms = (time.monotonic() - t0) * 1000
-    if error is None:
-        state, next_at = "delivered", None
-    elif refused or number >= rt.settings.callback_max_attempts:
-        state, next_at = "failed", None
-    else:
-        state, next_at = "pending", utcnow() + timedelta(seconds=backoff_s(rt, number))
+    state = next_callback_state(
+        delivered=error is None,
+        refused=refused,
+        attempt=number,
+        max_attempts=rt.settings.callback_max_attempts,
+    )
+    next_at = None
+    if state is CallbackState.PENDING:
+        next_at = utcnow() + timedelta(seconds=backoff_s(rt, number))
     with transaction(rt.sessions) as session:
-        recorded = repo.record_callback_attempt(
+        recorded = store.record_callback_attempt(
             session,
             job_id=job.id,
             leased_until=lease_until,

@@ -15,18 +15,17 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session
 
-from app.db import transaction, utcnow
-from app.jobs import batching
-from app.jobs import repository as repo
-from app.jobs.binding import VERIFY_TIMEOUT
-from app.jobs.models import Job, Target
-from app.jobs.states import TargetState
+from app.domain import batching
+from app.jobs import recovery
+from app.jobs.ports import Producer
+from app.providers.registry import spec as provider_spec
 from app.runtime import Runtime
+from app.store import dispatch as store
+from app.store.db import transaction, utcnow
+from app.store.models import Job
 
 log = logging.getLogger(__name__)
 
-SWEEP_BATCH = 1000
-LEASE_LOST_CODE = "keybind.WorkerLost"
 # Bulk calls reach a worker this much ahead of their slot at the limiter (at least 1.5
 # slots), so the limiter always has a caller waiting and never idles; any earlier and they
 # would hold worker processes asleep that a front-lane call or a verify look could use.
@@ -43,18 +42,18 @@ class Tick:
     countdowns: list[float] = field(default_factory=list)  # per bulk batch (released[len(front):])
 
 
-def dispatch(rt: Runtime) -> Tick:
+def dispatch(rt: Runtime, producer: Producer) -> Tick:
     """One tick: recover expired leases, then release each account's share of due targets."""
     now = utcnow()
     until = now + timedelta(seconds=rt.settings.dispatch_lease_s)
     with transaction(rt.sessions) as session:
-        if not repo.try_dispatch_lock(session):
+        if not store.try_dispatch_lock(session):
             return Tick([], 0)
         # Stragglers first: their UPDATE may wait for a worker's row locks, so it runs
         # before this transaction holds any job row a worker may need.
-        _cancel_stragglers(session, now)
-        recovered = _recover_expired(rt, session, now)
-        jobs = repo.active_jobs(session)
+        recovery.cancel_stragglers(session, now)
+        recovered = recovery.recover_expired(rt, session, now)
+        jobs = store.active_jobs(session)
         buckets: defaultdict[tuple[str, str], list[Job]] = defaultdict(list)
         for job in jobs:
             buckets[(job.provider, job.account)].append(job)
@@ -63,12 +62,12 @@ def dispatch(rt: Runtime) -> Tick:
         countdowns: list[float] = []  # when each bulk call is to reach a worker
         verifying: list[list[int]] = []
         for (provider, account), bucket in buckets.items():
-            spec = rt.spec(provider)
+            spec = provider_spec(provider)
             job_ids = [j.id for j in bucket]
-            rate = rt.rate(provider, account, spec.bind_action)
+            rate = rt.rates.rate(provider, account, spec.bind_action)
             # Counted in calls: a call carries up to a job's batch_size targets.
             capacity = math.ceil(rate * rt.settings.dispatch_horizon_s)
-            out = repo.bind_outstanding(session, job_ids, now)
+            out = store.bind_outstanding(session, job_ids, now)
             calls_out = {j.id: math.ceil(out.get(j.id, 0) / j.batch_size) for j in bucket}
             ahead, bulk = _share(session, bucket, capacity, calls_out, now, until)
             front += ahead
@@ -76,16 +75,16 @@ def dispatch(rt: Runtime) -> Tick:
             countdowns += paced(sum(calls_out.values()) + len(ahead), len(bulk), rate)
             if spec.verify_action is not None:
                 # Verify calls have their own limit and carry up to max_batch instances each.
-                v_rate = rt.rate(provider, account, spec.verify_action)
+                v_rate = rt.rates.rate(provider, account, spec.verify_action)
                 v_capacity = math.ceil(v_rate * rt.settings.dispatch_horizon_s) * spec.max_batch
-                v_budget = v_capacity - repo.verify_outstanding(session, job_ids, now)
+                v_budget = v_capacity - store.verify_outstanding(session, job_ids, now)
                 verifying += _verify_batches(session, bucket, v_budget, spec.max_batch, now, until)
     if front:
-        rt.enqueue_binds(front, front=True)
+        producer.enqueue_binds(front, front=True)
     if back:
-        rt.enqueue_binds(back, countdowns=countdowns)
+        producer.enqueue_binds(back, countdowns=countdowns)
     if verifying:
-        rt.enqueue_verifies(verifying)
+        producer.enqueue_verifies(verifying)
     released = front + back
     return Tick(released, recovered, verifying, front, countdowns)
 
@@ -110,8 +109,8 @@ def _verify_batches(
     for job in jobs:
         if budget <= 0:
             break
-        ids = repo.due_verify_ids(session, job.id, now, budget)
-        repo.mark_dispatched(session, ids, until)
+        ids = store.due_verify_ids(session, job.id, now, budget)
+        store.mark_dispatched(session, ids, until)
         batches += [ids[i : i + max_batch] for i in range(0, len(ids), max_batch)]
         budget -= len(ids)
     return batches
@@ -172,85 +171,5 @@ def _release(
 ) -> list[list[int]]:
     """Mark up to `calls` calls' worth of the job's due targets as out with the broker and
     group them into calls (bisection halves each alone, the rest by batch_size)."""
-    due = repo.release_due(session, job.id, now, until, calls * job.batch_size)
+    due = store.release_due(session, job.id, now, until, calls * job.batch_size)
     return batching.plan_calls(due, job.batch_size)
-
-
-def _cancel_stragglers(session: Session, now: datetime) -> None:
-    """A cancelled job's target whose in-flight call ended in a retryable error is back to
-    waiting; cancel it here rather than call it again."""
-    deltas = repo.CounterDeltas()
-    for job_id in repo.cancelling_jobs(session):
-        repo.cancel_waiting(session, deltas, job_id, now)
-    repo.apply_counts(session, deltas, now)
-
-
-def _recover_expired(rt: Runtime, session: Session, now: datetime) -> int:
-    """Targets whose worker died mid-call go back to waiting. A bind call may have reached the
-    cloud, so it counts as an attempt, and a target that keeps killing workers ends failed. A
-    verify look changes nothing at the cloud: the target waits for its next look, until the
-    verify budget runs out."""
-    deltas = repo.CounterDeltas()
-    recovered = 0
-    for t in repo.expired_leases(session, now, SWEEP_BATCH):
-        if t.phase == repo.VERIFY:
-            recovered += _recover_verify(rt, session, deltas, t, now)
-            continue
-        attempts = t.attempts + 1
-        give_up = attempts >= rt.settings.max_attempts
-        moved = repo.move_target(
-            session,
-            deltas,
-            target_id=t.id,
-            job_id=t.job_id,
-            src=TargetState.RUNNING,
-            dst=TargetState.FAILED if give_up else TargetState.RETRYING,
-            holder=t.lease_token,
-            attempts=attempts,
-            lease_until=None,
-            lease_token=None,
-            next_attempt_at=now,
-            error_code=LEASE_LOST_CODE if give_up else (t.error_code or LEASE_LOST_CODE),
-            error_message="the worker holding this target stopped before recording a result",
-            **({"finished_at": now} if give_up else {}),
-        )
-        recovered += moved
-    repo.apply_counts(session, deltas, now)
-    if recovered:
-        log.warning("recovered %d targets whose lease expired", recovered)
-    return recovered
-
-
-def _recover_verify(
-    rt: Runtime, session: Session, deltas: repo.CounterDeltas, t: Target, now: datetime
-) -> int:
-    started = t.verify_started_at or now
-    if (now - started).total_seconds() >= rt.settings.verify_budget_s:
-        return int(
-            repo.move_target(
-                session,
-                deltas,
-                target_id=t.id,
-                job_id=t.job_id,
-                src=TargetState.RUNNING,
-                dst=TargetState.FAILED,
-                holder=t.lease_token,
-                lease_until=None,
-                lease_token=None,
-                finished_at=now,
-                error_code=VERIFY_TIMEOUT,
-                error_message="the bind was accepted but the workers verifying it kept stopping",
-            )
-        )
-    return int(
-        repo.update_running(
-            session,
-            target_id=t.id,
-            holder=t.lease_token,
-            in_phase=repo.VERIFY,
-            lease_until=None,
-            lease_token=None,
-            next_attempt_at=now,
-            verify_checks=t.verify_checks + 1,
-        )
-    )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -16,7 +16,7 @@ from pydantic import (
     UrlConstraints,
 )
 
-from app.jobs.states import JobState, TargetState
+from app.domain.states import JobState, TargetState
 from app.providers.jdcloud.regions import INSTANCE_ID as JD_INSTANCE_ID
 from app.providers.jdcloud.regions import KEY_NAME as JD_KEY_NAME
 from app.providers.jdcloud.regions import REGIONS as JD_REGIONS
@@ -25,10 +25,15 @@ from app.providers.tencent.regions import REGIONS
 # In the schema itself, so clients (and schemathesis) see what the API accepts.
 TencentInstanceId = Annotated[str, StringConstraints(pattern=r"^ins-[0-9a-z]{8}$")]
 TencentKeyId = Annotated[str, StringConstraints(pattern=r"^skey-[0-9a-z]{8}$")]
-TencentRegion = Literal[tuple(sorted(REGIONS))]  # type: ignore[valid-type]
+if TYPE_CHECKING:
+    # mypy cannot read a Literal built from data; pydantic (and the schema) does.
+    TencentRegion = str
+    JDCloudRegion = str
+else:
+    TencentRegion = Literal[tuple(sorted(REGIONS))]
+    JDCloudRegion = Literal[tuple(sorted(JD_REGIONS))]
 JDCloudInstanceId = Annotated[str, StringConstraints(pattern=JD_INSTANCE_ID.pattern)]
 JDCloudKeyName = Annotated[str, StringConstraints(pattern=JD_KEY_NAME.pattern)]
-JDCloudRegion = Literal[tuple(sorted(JD_REGIONS))]  # type: ignore[valid-type]
 AccountName = Annotated[str, StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")]
 
 
@@ -145,6 +150,8 @@ class JDCloudJobCreate(JobOptions):
 JobRequest = Annotated[JobCreate | JDCloudJobCreate, Field(discriminator="provider")]
 PROVIDER_TAGS = ("tencent", "jdcloud")
 ProviderName = Literal["tencent", "jdcloud"]
+# The API records jobs submitted with this User-Agent prefix as coming from the CLI.
+CLI_AGENT = "keybind-cli/"
 # What a job id looks like (keybind's are UUIDs): anything else cannot name a job, and text
 # with control bytes must never reach the database driver.
 JOB_ID_PATTERN = r"^[A-Za-z0-9-]{1,64}$"

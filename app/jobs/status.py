@@ -3,10 +3,9 @@
 Dashboards poll `GET /v1/jobs/{id}` many times a second. Each poll reads the job's row and
 its callback attempts in one statement (on an autocommit connection, so no BEGIN/ROLLBACK
 round trips); the JSON body is rendered only when this process has not yet rendered the
-job's current version. Every change
-to what the body shows moves the version in the same statement or transaction
-(repository.counts_update, record_callback_attempt), so a body kept under the version just
-read is the job as it is now, never an older one.
+job's current version. Every change to what the body shows moves the version in the same
+statement or transaction (store/counters.counts_update, store/callbacks.record_callback_attempt),
+so a body kept under the version just read is the job as it is now, never an older one.
 """
 
 from __future__ import annotations
@@ -19,9 +18,9 @@ from dataclasses import dataclass
 from pydantic import TypeAdapter
 from sqlalchemy import Connection
 
-from app.jobs import repository as repo
 from app.jobs.schemas import JobView
 from app.jobs.views import JobFields, job_view
+from app.store import jobs as store
 
 # FastAPI writes a `response_model=JobView` answer with this adapter's dump_json; so do we.
 _JOB_JSON = TypeAdapter(JobView)
@@ -84,7 +83,7 @@ def read_status(
     """The job's version and body, if it exists and `tenant` may see it. No body when the
     version is in `held` (the versions the caller's ETags name, as they spell them). `rate`:
     the job's instances/s, which its ETA divides by."""
-    found = repo.job_status(conn, job_id, tenant)
+    found = store.job_status(conn, job_id, tenant)
     if found is None:
         return None
     version: int = found.job.version

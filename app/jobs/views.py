@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from app.domain.states import JobState
 from app.jobs.schemas import CallbackAttemptView, Counts, JobView
-from app.jobs.states import JobState
 
 
 class JobFields(Protocol):

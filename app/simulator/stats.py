@@ -6,7 +6,7 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.ratelimit import max_in_window
+from app.limiter.base import max_in_window
 
 THROTTLED = "RequestLimitExceeded"
 # What each cloud answers when over its limit: Tencent's code, JD's status.

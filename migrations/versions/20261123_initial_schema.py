@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
+import app.store.db
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -27,8 +27,8 @@ def upgrade() -> None:
         sa.Column("name", sa.String(length=128), nullable=False),
         sa.Column("token_hash", sa.String(length=64), nullable=False),
         sa.Column("scopes", sa.String(length=256), nullable=False),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("revoked_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("created_at", app.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("revoked_at", app.store.db.UTCDateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_api_tokens")),
         sa.UniqueConstraint("name", name=op.f("uq_api_tokens_name")),
         sa.UniqueConstraint("token_hash", name=op.f("uq_api_tokens_token_hash")),
@@ -55,10 +55,10 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer(), nullable=False),
         sa.Column("submitted_by", sa.String(length=128), nullable=False),
         sa.Column("source", sa.String(length=16), nullable=False),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("started_at", app.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", app.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("updated_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", app.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", app.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("updated_at", app.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_jobs")),
     )
     op.create_index(op.f("ix_jobs_state"), "jobs", ["state"], unique=False)
@@ -74,15 +74,15 @@ def upgrade() -> None:
         sa.Column("instance_id", sa.String(length=64), nullable=False),
         sa.Column("state", sa.String(length=16), nullable=False),
         sa.Column("attempts", sa.Integer(), nullable=False),
-        sa.Column("next_attempt_at", app.db.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("dispatched_until", app.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("lease_until", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("next_attempt_at", app.store.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("dispatched_until", app.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("lease_until", app.store.db.UTCDateTime(timezone=True), nullable=True),
         sa.Column("lease_token", sa.String(length=32), nullable=True),
         sa.Column("error_code", sa.String(length=128), nullable=True),
         sa.Column("error_message", sa.Text(), nullable=True),
         sa.Column("request_id", sa.String(length=64), nullable=True),
-        sa.Column("first_attempt_at", app.db.UTCDateTime(timezone=True), nullable=True),
-        sa.Column("finished_at", app.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("first_attempt_at", app.store.db.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("finished_at", app.store.db.UTCDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["job_id"], ["jobs.id"], name=op.f("fk_targets_job_id_jobs"), ondelete="CASCADE"
         ),
@@ -126,7 +126,7 @@ def upgrade() -> None:
             "target_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False
         ),
         sa.Column("action", sa.String(length=64), nullable=False),
-        sa.Column("started_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", app.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("latency_ms", sa.Double(), nullable=False),
         sa.Column("http_status", sa.Integer(), nullable=True),
         sa.Column("request_id", sa.String(length=64), nullable=True),
@@ -148,7 +148,7 @@ def upgrade() -> None:
         sa.Column("key", sa.String(length=255), nullable=False),
         sa.Column("fingerprint", sa.String(length=64), nullable=False),
         sa.Column("job_id", sa.String(length=36), nullable=True),
-        sa.Column("created_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("created_at", app.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.ForeignKeyConstraint(
             ["job_id"],
             ["jobs.id"],

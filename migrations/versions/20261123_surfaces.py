@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
+import app.store.db
 
 revision: str = "20261123_surfaces"
 down_revision: str | None = "20261123_batching"
@@ -25,12 +25,12 @@ CALLBACK_PENDING = sa.text("callback_state = 'pending'")
 def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
         batch.add_column(
-            sa.Column("cancel_requested_at", app.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("cancel_requested_at", app.store.db.UTCDateTime(timezone=True), nullable=True)
         )
         batch.add_column(sa.Column("callback_url", sa.String(length=2048), nullable=True))
         batch.add_column(sa.Column("callback_state", sa.String(length=16), nullable=True))
         batch.add_column(
-            sa.Column("callback_next_at", app.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("callback_next_at", app.store.db.UTCDateTime(timezone=True), nullable=True)
         )
     op.create_index("ix_jobs_created", "jobs", ["created_at", "id"], unique=False)
     op.create_index(
@@ -51,7 +51,7 @@ def upgrade() -> None:
         ),
         sa.Column("job_id", sa.String(length=36), nullable=False),
         sa.Column("attempt", sa.Integer(), nullable=False),
-        sa.Column("started_at", app.db.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("started_at", app.store.db.UTCDateTime(timezone=True), nullable=False),
         sa.Column("latency_ms", sa.Double(), nullable=False),
         sa.Column("http_status", sa.Integer(), nullable=True),
         sa.Column("error", sa.String(length=256), nullable=True),

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-import app.db
+import app.store.db
 
 revision: str = "20261123_tencent"
 down_revision: str | None = "20261123_tenants"
@@ -31,7 +31,7 @@ def upgrade() -> None:
         )
         batch.add_column(sa.Column("verify_request_id", sa.String(length=64), nullable=True))
         batch.add_column(
-            sa.Column("verify_started_at", app.db.UTCDateTime(timezone=True), nullable=True)
+            sa.Column("verify_started_at", app.store.db.UTCDateTime(timezone=True), nullable=True)
         )
         batch.add_column(
             sa.Column("verify_checks", sa.Integer(), server_default="0", nullable=False)

@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from app.jobs.models import Attempt, Job, Target
+from app.store.models import Attempt, Job, Target
 from tests.bench.harness import BIND, Stack, instance_ids, report, stack
 
 LIMIT = 10.0

@@ -14,7 +14,7 @@ import os
 import time
 from typing import Any
 
-from app.db import utcnow
+from app.store.db import utcnow
 from tests.bench.harness import BIND, instance_ids, report, stack
 from tests.bench.load import machine_busy_s
 

@@ -18,8 +18,8 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
-from app.db import utcnow
-from app.jobs.models import Target
+from app.store.db import utcnow
+from app.store.models import Target
 from app.worker.tasks import NOOP_TASK
 from tests.bench.harness import Stack, instance_ids, report, stack
 

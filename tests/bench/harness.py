@@ -20,16 +20,16 @@ from typing import Any
 import httpx
 import psycopg
 import redis
+from app.jobs.service import Submitter, get_job, submit_job
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from app.auth.tokens import create_token
 from app.config import Settings
-from app.jobs.models import Job
 from app.jobs.schemas import JobCreate
-from app.jobs.service import Submitter, get_job, submit_job
 from app.migrate import upgrade
 from app.runtime import Runtime
+from app.store.models import Job
 from tests.support.processes import REPO, Proc, Processes, settings_env
 from tests.support.simulator import SECRET_ID, SECRET_KEY, Simulator, free_port, start_simulator
 

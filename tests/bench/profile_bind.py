@@ -10,13 +10,13 @@ from __future__ import annotations
 import argparse
 import time
 
+from app.jobs.binding import bind_targets
 from pyinstrument import Profiler
 from sqlalchemy import select
 
-from app.jobs.binding import bind_targets
 from app.jobs.dispatch import dispatch
-from app.jobs.models import Target
 from app.runtime import Runtime
+from app.store.models import Target
 from tests.bench.harness import instance_ids, stack
 
 

@@ -14,8 +14,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from app.config import Settings
-from app.jobs.models import Attempt
 from app.runtime import Runtime
+from app.store.models import Attempt
 from tests.e2e.test_pipeline import all_items, ids, submit, wait_final
 from tests.support.processes import Processes, settings_env
 from tests.support.simulator import Simulator

@@ -8,8 +8,8 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from app.cli.watch import EXIT_OK, EXIT_PARTIAL
 from app.config import Settings
-from app.operator.watch import EXIT_OK, EXIT_PARTIAL
 from tests.support.cli import keybind
 from tests.support.processes import Processes, settings_env, wait_for
 from tests.support.receiver import callback_receiver

@@ -12,8 +12,8 @@ from pydantic import SecretStr
 from sqlalchemy import select
 
 from app.config import Settings
-from app.jobs.models import Attempt, Target
 from app.runtime import Runtime
+from app.store.models import Attempt, Target
 from tests.e2e.test_pipeline import all_items, wait_final
 from tests.support.processes import Processes, settings_env
 from tests.support.simulator import JD_ACCESS_KEY, JD_SECRET_KEY, Simulator

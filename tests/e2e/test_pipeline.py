@@ -8,8 +8,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from app.config import Settings
-from app.jobs.models import Attempt, Target
 from app.runtime import Runtime
+from app.store.models import Attempt, Target
 from tests.support.processes import Processes, settings_env, wait_for
 from tests.support.simulator import Simulator
 

@@ -15,9 +15,9 @@ from pydantic import SecretStr
 from standardwebhooks import Webhook
 
 from app.api.main import create_app
+from app.broker.names import NOOP_TASK
 from app.config import Settings
 from app.worker.celery_app import create_celery
-from app.worker.tasks import NOOP_TASK
 from tests.support.processes import Processes, settings_env, wait_for
 from tests.support.simulator import Simulator, free_port
 
@@ -99,7 +99,7 @@ def test_flower_runs_on_the_same_broker_and_sees_the_workers(
         page = httpx.get(f"{base}/workers?refresh=1", auth=auth, timeout=10, trust_env=False).text
         return "keybind-" in page
 
-    # Workers name themselves keybind-<pid>@<host> (see app/cli.py).
+    # Workers name themselves keybind-<pid>@<host> (see app/cli/serve.py).
     wait_for(sees_worker, timeout=60, interval=1, what="Flower to list the keybind worker")
 
     # Workers send no task events of their own (they cost every task three publishes);

@@ -10,8 +10,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from app.config import Settings
-from app.jobs.models import Attempt, Target
 from app.runtime import Runtime
+from app.store.models import Attempt, Target
 from tests.e2e.test_pipeline import all_items, submit, wait_final
 from tests.support.processes import Processes, settings_env
 from tests.support.simulator import Simulator

@@ -13,11 +13,13 @@ import pytest
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
+from app.broker.celery_app import celery_for
+from app.broker.producer import CeleryProducer
 from app.config import Settings
-from app.jobs.models import Job, Target
 from app.jobs.schemas import JobCreate
-from app.jobs.service import Submitter, submit_job
+from app.jobs.submit import Submitter, submit_job
 from app.runtime import Runtime
+from app.store.models import Job, Target
 from tests.support.processes import Processes, wait_for
 from tests.support.simulator import SECRET_ID, SECRET_KEY, Simulator, start_simulator
 
@@ -71,7 +73,7 @@ def submit(rt: Runtime, n: int, prefix: str) -> str:
     ).job
     # The broker may be the very thing under test; the scheduler's next tick starts the job.
     with contextlib.suppress(Exception):
-        rt.kick_dispatch()
+        CeleryProducer(celery_for(rt.settings), rt.settings).kick_dispatch()
     return job.id
 
 

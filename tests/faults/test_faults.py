@@ -17,8 +17,8 @@ import redis
 from sqlalchemy import func, select
 
 from app.config import Settings
-from app.jobs.models import Attempt, Target
 from app.runtime import Runtime
+from app.store.models import Attempt, Target
 from tests.faults.conftest import check_invariants, progress, record, submit, wait_done
 from tests.support.processes import Processes, settings_env, wait_for
 from tests.support.simulator import Simulator, free_port

@@ -10,9 +10,13 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
+from app.broker.producer import CeleryProducer
 from app.config import Settings
-from app.jobs.models import Job, Target
+from app.jobs.bind import bind_targets
+from app.jobs.schemas import JobCreate
+from app.jobs.submit import Submitter, submit_job
 from app.runtime import Runtime
+from app.store.models import Job, Target
 
 BODY = {
     "provider": "tencent",
@@ -77,11 +81,9 @@ def test_an_unreadable_accounts_file_is_a_503_not_a_500(
     assert jobs(rt) == 0
 
 
-def test_a_job_whose_account_has_no_credentials_fails_saying_so(rt: Runtime) -> None:
-    from app.jobs.binding import bind_targets
-    from app.jobs.schemas import JobCreate
-    from app.jobs.service import Submitter, submit_job
-
+def test_a_job_whose_account_has_no_credentials_fails_saying_so(
+    rt: Runtime, producer: CeleryProducer
+) -> None:
     job = submit_job(
         sessions=rt.sessions,
         request=JobCreate.model_validate(BODY),
@@ -90,7 +92,7 @@ def test_a_job_whose_account_has_no_credentials_fails_saying_so(rt: Runtime) -> 
     ).job
     with rt.sessions() as s:
         target_ids = list(s.scalars(select(Target.id).where(Target.job_id == job.id)))
-    assert bind_targets(rt, target_ids) == 0
+    assert bind_targets(rt, producer, target_ids) == 0
     with rt.sessions() as s:
         t = s.scalars(select(Target).where(Target.job_id == job.id)).one()
         final = s.get(Job, job.id)

@@ -7,12 +7,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
 from app.auth.tokens import create_token, revoke_token
-from app.db import transaction, utcnow
-from app.jobs import repository as repo
-from app.jobs.models import ApiToken, Job, Target
 from app.jobs.schemas import JobCreate
-from app.jobs.service import fingerprint
+from app.jobs.submit import fingerprint
 from app.runtime import Runtime
+from app.store import idempotency
+from app.store.db import transaction, utcnow
+from app.store.models import ApiToken, Job, Target
 
 BODY = {
     "provider": "tencent",
@@ -200,7 +200,7 @@ def test_idempotency_key_in_flight_is_a_409(client: TestClient, rt: Runtime, tok
     with rt.sessions() as s:
         name = s.scalars(select(ApiToken.name)).one()  # the fixture's token is the only one
     with transaction(rt.sessions) as s:
-        repo.claim_idempotency_key(
+        idempotency.claim_key(
             s,
             owner=name,
             key="busy",

@@ -6,8 +6,8 @@ from __future__ import annotations
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from app.jobs.models import Job
 from app.runtime import Runtime
+from app.store.models import Job
 
 BODY = {
     "provider": "tencent",

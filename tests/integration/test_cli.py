@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from app.operator.watch import (
+from app.cli.watch import (
     EXIT_API,
     EXIT_CANCELLED,
     EXIT_OK,

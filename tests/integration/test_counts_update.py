@@ -1,19 +1,21 @@
 """The job row's counter UPDATE decides the final state in SQL; it must agree with the rule in
-app/jobs/states.py (final_job_state) for every mix of outcomes."""
+app/domain/states.py (final_job_state) for every mix of outcomes."""
 
 from __future__ import annotations
 
 import itertools
 import uuid
 
-from app.db import transaction, utcnow
-from app.jobs import repository as repo
-from app.jobs.models import Job
-from app.jobs.states import JobState, TargetState, final_job_state
+from app.domain.states import Counts, JobState, TargetState, final_job_state
 from app.runtime import Runtime
+from app.store import counters as repo
+from app.store.db import transaction, utcnow
+from app.store.models import Job
 
 
-def job_row(running: int, succeeded: int, failed: int, cancelled: int) -> Job:
+def job_row(
+    running: int, succeeded: int, failed: int, cancelled: int, *, cancel_requested: bool = False
+) -> Job:
     now = utcnow()
     return Job(
         id=str(uuid.uuid4()),
@@ -38,14 +40,17 @@ def job_row(running: int, succeeded: int, failed: int, cancelled: int) -> Job:
         source="api",
         created_at=now,
         updated_at=now,
+        cancel_requested_at=now if cancel_requested else None,
     )
 
 
 def test_the_last_move_gives_the_state_final_job_state_gives(rt: Runtime) -> None:
-    for succeeded, failed, cancelled, last in itertools.product(
-        (0, 2), (0, 3), (0, 1), (TargetState.SUCCEEDED, TargetState.FAILED)
+    """The SQL CASE is rendered from the domain's rule list; this checks the rendering on
+    PostgreSQL against the Python reading of the same list, for every mix of outcomes."""
+    for succeeded, failed, cancelled, last, asked in itertools.product(
+        (0, 2), (0, 3), (0, 1), (TargetState.SUCCEEDED, TargetState.FAILED), (False, True)
     ):
-        job = job_row(1, succeeded, failed, cancelled)
+        job = job_row(1, succeeded, failed, cancelled, cancel_requested=asked)
         with transaction(rt.sessions) as s:
             s.add(job)
         with transaction(rt.sessions) as s:
@@ -57,12 +62,13 @@ def test_the_last_move_gives_the_state_final_job_state_gives(rt: Runtime) -> Non
         with rt.sessions() as s:
             after = s.get(Job, job.id)
             assert after is not None
-            expected = final_job_state(
+            counts = Counts(
                 succeeded=succeeded + (last is TargetState.SUCCEEDED),
                 failed=failed + (last is TargetState.FAILED),
                 cancelled=cancelled,
             )
-            assert after.state == expected.value, (succeeded, failed, cancelled, last)
+            expected = final_job_state(counts, cancel_requested=asked)
+            assert after.state == expected.value, (succeeded, failed, cancelled, last, asked)
             assert after.finished_at is not None and after.version == 1
 
 

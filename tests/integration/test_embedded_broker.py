@@ -8,7 +8,7 @@ from pathlib import Path
 
 from kombu import Connection, Exchange, Queue
 
-from app.worker import embedded_broker
+from app.broker import embedded as embedded_broker
 
 N_PER_PRODUCER = 500
 PRODUCERS = 4

@@ -12,11 +12,14 @@ from itertools import pairwise
 import redis
 from sqlalchemy import select
 
+from app.broker import names
+from app.broker.names import BULK_PRIORITY
+from app.broker.producer import CeleryProducer
 from app.jobs.dispatch import dispatch
-from app.jobs.models import Target
 from app.jobs.schemas import JobCreate
-from app.jobs.service import Submitter, submit_job
-from app.runtime import BULK_PRIORITY, Runtime
+from app.jobs.submit import Submitter, submit_job
+from app.runtime import Runtime
+from app.store.models import Target
 
 SEP = "\x06\x16"  # kombu's Redis transport: queue name + SEP + priority step
 
@@ -47,43 +50,43 @@ def in_take_order(client: redis.Redis, key: str) -> list[list[int]]:
 
 
 def test_a_small_job_is_released_at_once_and_goes_ahead_of_the_backlog(
-    rt: Runtime, redis_client: redis.Redis
+    rt: Runtime, producer: CeleryProducer, redis_client: redis.Redis
 ) -> None:
-    capacity = int(rt.rate("tencent", "default", "AssociateInstancesKeyPairs"))
+    capacity = int(rt.rates.rate("tencent", "default", "AssociateInstancesKeyPairs"))
     capacity *= int(rt.settings.dispatch_horizon_s)
     big = submit(rt, 1000, "b")
 
-    first = dispatch(rt)
+    first = dispatch(rt, producer)
     assert sum(len(c) for c in first.released) == capacity  # the horizon, in calls of 1
     assert first.front == [[big[0]]]  # a job's first call goes ahead; the rest is bulk
 
     small = submit(rt, 1, "s")
-    second = dispatch(rt)
+    second = dispatch(rt, producer)
 
     # The first tick after submission releases it, although the big job filled the horizon,
     # and gives the big job (at its share) nothing more.
     assert second.released == [small]
     assert second.front == [small]
-    front = in_take_order(redis_client, rt.bind_queue)
-    bulk = in_take_order(redis_client, f"{rt.bind_queue}{SEP}{BULK_PRIORITY}")
+    front = in_take_order(redis_client, names.bind_queue(rt.settings))
+    bulk = in_take_order(redis_client, f"{names.bind_queue(rt.settings)}{SEP}{BULK_PRIORITY}")
     assert front == [[big[0]], small]
     assert bulk == [[t] for t in big[1:capacity]]
 
 
-def test_two_big_jobs_share_the_horizon(rt: Runtime) -> None:
+def test_two_big_jobs_share_the_horizon(rt: Runtime, producer: CeleryProducer) -> None:
     a = submit(rt, 500, "a")
     b = submit(rt, 500, "c")
-    tick = dispatch(rt)
+    tick = dispatch(rt, producer)
     released = {t for call in tick.released for t in call}
-    capacity = int(rt.rate("tencent", "default", "AssociateInstancesKeyPairs"))
+    capacity = int(rt.rates.rate("tencent", "default", "AssociateInstancesKeyPairs"))
     capacity *= int(rt.settings.dispatch_horizon_s)
     assert len(released & set(a)) == len(released & set(b)) == capacity // 2
 
 
-def test_the_horizon_counts_calls_not_targets(rt: Runtime) -> None:
+def test_the_horizon_counts_calls_not_targets(rt: Runtime, producer: CeleryProducer) -> None:
     ids = submit(rt, 10_000, "d", batch_size=100)
-    tick = dispatch(rt)
-    capacity = int(rt.rate("tencent", "default", "AssociateInstancesKeyPairs"))
+    tick = dispatch(rt, producer)
+    capacity = int(rt.rates.rate("tencent", "default", "AssociateInstancesKeyPairs"))
     capacity *= int(rt.settings.dispatch_horizon_s)
     assert len(tick.released) == capacity
     assert all(len(call) == 100 for call in tick.released)
@@ -91,14 +94,14 @@ def test_the_horizon_counts_calls_not_targets(rt: Runtime) -> None:
 
 
 def test_bulk_calls_beyond_the_first_window_wait_in_the_broker_for_their_slot(
-    rt: Runtime, redis_client: redis.Redis
+    rt: Runtime, producer: CeleryProducer, redis_client: redis.Redis
 ) -> None:
     """Not in a worker process asleep at the limiter: each bulk message past the account's
     first window carries an ETA, one slot (1/rate) after the one before."""
-    rate = rt.rate("tencent", "default", "AssociateInstancesKeyPairs")
+    rate = rt.rates.rate("tencent", "default", "AssociateInstancesKeyPairs")
     submit(rt, 1000, "e")
-    tick = dispatch(rt)
-    bulk = f"{rt.bind_queue}{SEP}{BULK_PRIORITY}"
+    tick = dispatch(rt, producer)
+    bulk = f"{names.bind_queue(rt.settings)}{SEP}{BULK_PRIORITY}"
     etas = [
         json.loads(raw)["headers"].get("eta") for raw in reversed(redis_client.lrange(bulk, 0, -1))
     ]

@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from app.jobs.models import Job, Target
 from app.runtime import Runtime
+from app.store.models import Job, Target
 from tests.integration.test_api import count
 
 BODY: dict[str, Any] = {

@@ -14,13 +14,14 @@ from fastapi.testclient import TestClient
 
 from app.api.main import create_app
 from app.auth.tokens import create_token
-from app.db import transaction, utcnow
-from app.jobs import repository as repo
-from app.jobs.models import CallbackAttempt, Job
+from app.domain.states import CallbackState, JobState, TargetState
 from app.jobs.schemas import JobView
-from app.jobs.states import JobState, TargetState
 from app.jobs.views import job_view
 from app.runtime import Runtime
+from app.store import callbacks, counters
+from app.store import jobs as repo
+from app.store.db import transaction, utcnow
+from app.store.models import CallbackAttempt, Job
 
 T0 = datetime(2026, 11, 23, 9, 30, 0, tzinfo=UTC)  # whole seconds: no fraction in the JSON
 
@@ -157,8 +158,8 @@ def old_route(rt: Runtime) -> Iterator[Callable[[str], bytes]]:
         with rt.sessions() as s:
             job = repo.get_job(s, job_id)
             assert job is not None
-            calls = repo.callback_attempts(s, job_id) if job.callback_url else []
-            return job_view(job, rate=rt.job_rate(job), callbacks=calls)
+            calls = callbacks.callback_attempts(s, job_id) if job.callback_url else []
+            return job_view(job, rate=rt.rates.job_rate(job), callbacks=calls)
 
     with TestClient(app) as c:
 
@@ -249,7 +250,7 @@ def test_auth_answers_as_on_every_other_route(client: TestClient, rt: Runtime) -
 
 def bump(rt: Runtime, job_id: str, deltas: dict[TargetState, int]) -> None:
     with transaction(rt.sessions) as s:
-        s.execute(repo.counts_update(job_id, deltas, utcnow(), started=True))
+        s.execute(counters.counts_update(job_id, deltas, utcnow(), started=True))
 
 
 def test_a_changed_job_is_never_answered_with_the_body_kept_for_its_old_version(
@@ -273,14 +274,14 @@ def test_a_changed_job_is_never_answered_with_the_body_kept_for_its_old_version(
     with transaction(rt.sessions) as s:
         s.get(Job, job.id).callback_next_at = now  # type: ignore[union-attr]
     with transaction(rt.sessions) as s:
-        assert repo.record_callback_attempt(
+        assert callbacks.record_callback_attempt(
             s,
             job_id=job.id,
             leased_until=now,
             attempt=CallbackAttempt(
                 job_id=job.id, attempt=1, started_at=now, latency_ms=8.0, http_status=204
             ),
-            state="delivered",
+            state=CallbackState.DELIVERED,
             next_at=None,
         )
     r = client.get(f"/v1/jobs/{job.id}")

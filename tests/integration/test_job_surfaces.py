@@ -14,14 +14,16 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from app.auth.tokens import create_token
-from app.db import transaction, utcnow
-from app.jobs import repository as repo
-from app.jobs import service
+from app.broker.producer import CeleryProducer
+from app.domain.states import TargetState
+from app.jobs import submit as service
 from app.jobs.dispatch import dispatch
-from app.jobs.models import Job, Target
 from app.jobs.schemas import JobCreate
-from app.jobs.states import TargetState
 from app.runtime import Runtime
+from app.store.counters import CounterDeltas, apply_counts
+from app.store.db import transaction, utcnow
+from app.store.models import Job, Target
+from tests.support.moves import move
 
 BODY: dict[str, Any] = {
     "provider": "tencent",
@@ -53,9 +55,9 @@ def run_targets(
             .order_by(Target.id)
             .limit(n)
         ).all()
-        deltas = repo.CounterDeltas()
+        deltas = CounterDeltas()
         for t in rows:
-            assert repo.move_target(
+            assert move(
                 s,
                 deltas,
                 target_id=t.id,
@@ -66,7 +68,7 @@ def run_targets(
                 lease_until=now + timedelta(minutes=1),
             )
             if dst is not TargetState.RUNNING:
-                assert repo.move_target(
+                assert move(
                     s,
                     deltas,
                     target_id=t.id,
@@ -80,7 +82,7 @@ def run_targets(
                     next_attempt_at=now,
                     lease_token=None,
                 )
-        repo.apply_counts(s, deltas, now)
+        apply_counts(s, deltas, now)
 
 
 def rt_job(rt: Runtime, job_id: str) -> Job:
@@ -94,7 +96,7 @@ def test_progress_and_eta_come_from_the_counters(client: TestClient, rt: Runtime
     job_id = submit(client)
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["progress"] == 0.0
-    rate = rt.job_rate(rt_job(rt, job_id))
+    rate = rt.rates.job_rate(rt_job(rt, job_id))
     assert job["eta_seconds"] == 4 / rate
     run_targets(rt, job_id, 1, TargetState.SUCCEEDED)
     run_targets(rt, job_id, 1, TargetState.FAILED, "InvalidInstanceId.NotFound")
@@ -135,7 +137,7 @@ def test_the_list_filters_and_pages_newest_first(client: TestClient, rt: Runtime
 
 
 def test_cancel_stops_waiting_targets_at_once_and_lets_running_ones_finish(
-    client: TestClient, rt: Runtime
+    client: TestClient, rt: Runtime, producer: CeleryProducer
 ) -> None:
     job_id = submit(client, instance_ids=ids(5000, "c"))
     run_targets(rt, job_id, 2, TargetState.SUCCEEDED)
@@ -164,8 +166,8 @@ def test_cancel_stops_waiting_targets_at_once_and_lets_running_ones_finish(
         t = s.scalars(
             select(Target).where(Target.job_id == job_id, Target.state == "running")
         ).one()
-        deltas = repo.CounterDeltas()
-        assert repo.move_target(
+        deltas = CounterDeltas()
+        assert move(
             s,
             deltas,
             target_id=t.id,
@@ -176,8 +178,8 @@ def test_cancel_stops_waiting_targets_at_once_and_lets_running_ones_finish(
             next_attempt_at=now,
             lease_token=None,
         )
-        repo.apply_counts(s, deltas, now)
-    tick = dispatch(rt)
+        apply_counts(s, deltas, now)
+    tick = dispatch(rt, producer)
     assert all(job_id not in str(b) for b in tick.released)
     job = client.get(f"/v1/jobs/{job_id}").json()
     assert job["state"] == "cancelled" and job["finished_at"] is not None
@@ -239,7 +241,7 @@ def test_events_stream_each_change_and_end_when_final(client: TestClient, rt: Ru
 
 
 def test_webhook_jobs_are_served_before_a_bulk_job_on_the_same_account(
-    rt: Runtime, redis_client: redis.Redis
+    rt: Runtime, producer: CeleryProducer, redis_client: redis.Redis
 ) -> None:
     bulk = service.submit_job(
         sessions=rt.sessions,
@@ -254,11 +256,11 @@ def test_webhook_jobs_are_served_before_a_bulk_job_on_the_same_account(
         max_instances=100_000,
     ).job
     try:
-        tick = dispatch(rt)
+        tick = dispatch(rt, producer)
         released = [i for batch in tick.released for i in batch]
         with rt.sessions() as s:
             owners = [s.get(Target, i).job_id for i in released]  # type: ignore[union-attr]
-        capacity = int(rt.job_rate(bulk) * rt.settings.dispatch_horizon_s)
+        capacity = int(rt.rates.job_rate(bulk) * rt.settings.dispatch_horizon_s)
         assert len(released) == capacity
         # All 12 of the webhook's instances go out in the first tick, and the first call in
         # the broker's queue is the webhook's: it never waits behind the bulk job's backlog.

@@ -12,10 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import select
 
 from app.api.main import create_app
-from app.db import transaction, utcnow
-from app.jobs import repository as repo
-from app.jobs.models import Target
+from app.broker.producer import CeleryProducer
 from app.runtime import Runtime
+from app.store.db import transaction, utcnow
+from app.store.models import Target
+from app.store.target_writes import add_attempts
 
 BODY = {
     "provider": "tencent",
@@ -38,16 +39,20 @@ def scrape(client: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], 
 
 def attempt(rt: Runtime, target_id: int, at: datetime, latency_ms: float, code: str | None) -> None:
     with transaction(rt.sessions) as s:
-        repo.add_attempt(
+        add_attempts(
             s,
-            target_id=target_id,
-            action=ACTION,
-            started_at=at,
-            latency_ms=latency_ms,
-            http_status=200,
-            request_id="r",
-            error_code=code,
-            error_message=None,
+            [
+                dict(
+                    target_id=target_id,
+                    action=ACTION,
+                    started_at=at,
+                    latency_ms=latency_ms,
+                    http_status=200,
+                    request_id="r",
+                    error_code=code,
+                    error_message=None,
+                )
+            ],
         )
 
 
@@ -60,7 +65,7 @@ def clean_redis(rt: Runtime, redis_client: redis.Redis) -> Iterator[None]:
 
 
 def test_metrics_count_jobs_targets_calls_retries_waits_and_queue(
-    client: TestClient, rt: Runtime, clean_redis: None
+    client: TestClient, rt: Runtime, clean_redis: None, producer: CeleryProducer
 ) -> None:
     job_id = client.post("/v1/jobs", json=BODY).json()["id"]
     with rt.sessions() as s:
@@ -126,7 +131,7 @@ def test_metrics_count_jobs_targets_calls_retries_waits_and_queue(
     key = f"tencent:default:{ACTION}"
     assert rt.limiter.acquire(key, 1.0, max_wait=0.1) is not None
     assert rt.limiter.acquire(key, 1.0, max_wait=0.05) is None
-    rt.kick_dispatch()
+    producer.kick_dispatch()
     m = scrape(client)
     assert m[("keybind_limiter_wait_seconds_count", (("key", key),))] == 1
     assert m[("keybind_limiter_gave_up_total", (("key", key),))] == 1

@@ -10,10 +10,10 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
 
 from app.config import Settings
-from app.db import Base, make_engine
-from app.jobs import models  # noqa: F401  (registers the tables)
 from app.migrate import alembic_config, upgrade
 from app.runtime import Runtime
+from app.store import models  # noqa: F401  (registers the tables)
+from app.store.db import Base, make_engine
 
 
 def drift(engine: Engine) -> list[object]:

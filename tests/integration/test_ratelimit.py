@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import redis
 
-from app.ratelimit import FRONT_MARK, FileLimiter, Grant, RedisLimiter
+from app.limiter.base import FRONT_MARK, Grant
+from app.limiter.file_limiter import FileLimiter
+from app.limiter.redis_limiter import RedisLimiter
 
 WINDOW = 0.4
 AnyLimiter = RedisLimiter | FileLimiter
@@ -128,7 +130,7 @@ def test_a_held_grant_with_no_slot_in_time_is_sent_and_logged_over_the_limit(
     held = take(limiter, "k", max_wait=0)  # max_wait 0: it cannot wait for a fresh slot
     time.sleep(WINDOW * 1.2)
     other = take(limiter, "k", max_wait=0)
-    with caplog.at_level(logging.WARNING, logger="app.ratelimit"):
+    with caplog.at_level(logging.WARNING, logger="app.limiter.base"):
         held.sending()
     assert "no slot for a held" in caplog.text
     assert stamp(limiter, held) is not None and stamp(limiter, other) is not None

@@ -6,12 +6,13 @@ from datetime import timedelta
 
 from sqlalchemy import select, update
 
-from app.db import utcnow
+from app.broker.producer import CeleryProducer
 from app.jobs.dispatch import dispatch
-from app.jobs.models import Job, Target
 from app.jobs.schemas import JobCreate
-from app.jobs.service import Submitter, submit_job
+from app.jobs.submit import Submitter, submit_job
 from app.runtime import Runtime
+from app.store.db import utcnow
+from app.store.models import Job, Target
 
 BODY = {
     "provider": "tencent",
@@ -31,11 +32,12 @@ def verifying_target(rt: Runtime, *, accepted_ago_s: float) -> tuple[str, int]:
     ).job
     now = utcnow()
     with rt.sessions.begin() as s:
+        # Claimed, then accepted: two moves, as a worker makes them.
+        s.execute(update(Target).where(Target.job_id == job.id).values(state="running"))
         s.execute(
             update(Target)
             .where(Target.job_id == job.id)
             .values(
-                state="running",
                 phase="verify",
                 attempts=1,
                 request_id="req-bind",
@@ -52,9 +54,10 @@ def verifying_target(rt: Runtime, *, accepted_ago_s: float) -> tuple[str, int]:
 
 def test_a_worker_lost_mid_look_leaves_the_target_waiting_for_its_next_look(
     rt: Runtime,
+    producer: CeleryProducer,
 ) -> None:
     job_id, target_id = verifying_target(rt, accepted_ago_s=5)
-    tick = dispatch(rt)
+    tick = dispatch(rt, producer)
     assert tick.recovered == 1
     # Recovered and handed straight back out for a look, in one verify batch.
     assert tick.verifying == [[target_id]] and tick.released == []
@@ -68,9 +71,11 @@ def test_a_worker_lost_mid_look_leaves_the_target_waiting_for_its_next_look(
     assert (job.n_running, job.finished_at) == (1, None)
 
 
-def test_past_the_verify_budget_the_target_fails_with_a_clear_code(rt: Runtime) -> None:
+def test_past_the_verify_budget_the_target_fails_with_a_clear_code(
+    rt: Runtime, producer: CeleryProducer
+) -> None:
     job_id, target_id = verifying_target(rt, accepted_ago_s=rt.settings.verify_budget_s + 1)
-    assert dispatch(rt).recovered == 1
+    assert dispatch(rt, producer).recovered == 1
     with rt.sessions() as s:
         t = s.get(Target, target_id)
         job = s.get(Job, job_id)

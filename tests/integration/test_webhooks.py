@@ -18,11 +18,11 @@ from sqlalchemy import func, select
 from standardwebhooks import Webhook
 
 from app.api.main import create_app
-from app.db import transaction, utcnow
-from app.jobs import repository as repo
-from app.jobs.models import IdempotencyKey, Job, Target
-from app.jobs.service import expire_idempotency_keys
+from app.jobs.housekeeping import expire_idempotency_keys
 from app.runtime import Runtime
+from app.store import idempotency
+from app.store.db import transaction, utcnow
+from app.store.models import IdempotencyKey, Job, Target
 
 OLD = "whsec_" + base64.b64encode(b"old-secret-for-keybind-tests!!").decode()
 NEW = "whsec_" + base64.b64encode(b"new-secret-for-keybind-tests!!").decode()
@@ -181,7 +181,7 @@ def test_delivery_ids_outlive_api_idempotency_keys(rt: Runtime) -> None:
             ("webhook", "std:2d", 2),
             ("webhook", "std:8d", 8),
         ]:
-            repo.claim_idempotency_key(
+            idempotency.claim_key(
                 s, owner=owner, key=key, fingerprint="f", now=now - timedelta(days=age)
             )
     assert expire_idempotency_keys(sessions=rt.sessions) == 2

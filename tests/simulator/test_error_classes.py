@@ -9,8 +9,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from app.jobs.retry import RetryPolicy, decide
-from app.jobs.states import TargetState
+from app.domain.outcomes import after_call
+from app.domain.retry import RetryPolicy
+from app.domain.states import TargetState
 from app.providers.base import BindRequest, ErrorClass, InstanceStatus, Outcome
 from app.providers.tencent.client import TencentClient
 from app.providers.tencent.errors import TABLE
@@ -54,15 +55,10 @@ def next_state(outcome: Outcome, iid: str) -> TargetState:
     result = outcome.results[iid]
     now = datetime.now(UTC)
     error = result.error if result.status is InstanceStatus.FAILED else None
-    d = decide(
-        error=error,
-        attempts=1,
-        first_attempt_at=now,
-        now=now,
-        policy=RetryPolicy(),
-        rng=random.Random(1),
+    change = after_call(
+        error, attempts=1, first_attempt_at=now, now=now, policy=RetryPolicy(), rng=random.Random(1)
     )
-    return d.state
+    return change.move.dst.state
 
 
 @pytest.mark.parametrize("code", CLOUD_CODES)

@@ -14,11 +14,12 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 
 from app.auth.tokens import create_token, revoke_token
-from app.db import transaction, utcnow
-from app.jobs import repository as repo
-from app.jobs.models import Target
-from app.jobs.states import TargetState
+from app.domain.states import TargetState
 from app.runtime import Runtime
+from app.store.counters import CounterDeltas, apply_counts
+from app.store.db import transaction, utcnow
+from app.store.models import Target
+from tests.support.moves import move
 from tests.support.server import api_server
 
 BODY = {
@@ -42,8 +43,8 @@ def finish(rt: Runtime, target_id: int, job_id: str, dst: TargetState, code: str
     """Claim, then record, in two transactions: what a worker does."""
     now = utcnow()
     with transaction(rt.sessions) as s:
-        deltas = repo.CounterDeltas()
-        repo.move_target(
+        deltas = CounterDeltas()
+        move(
             s,
             deltas,
             target_id=target_id,
@@ -53,10 +54,10 @@ def finish(rt: Runtime, target_id: int, job_id: str, dst: TargetState, code: str
             lease_token="t",
             lease_until=now + timedelta(minutes=1),
         )
-        repo.apply_counts(s, deltas, now)
+        apply_counts(s, deltas, now)
     with transaction(rt.sessions) as s:
-        deltas = repo.CounterDeltas()
-        repo.move_target(
+        deltas = CounterDeltas()
+        move(
             s,
             deltas,
             target_id=target_id,
@@ -69,7 +70,7 @@ def finish(rt: Runtime, target_id: int, job_id: str, dst: TargetState, code: str
             finished_at=now,
             error_message="The instance does not exist." if code else None,
         )
-        repo.apply_counts(s, deltas, now)
+        apply_counts(s, deltas, now)
 
 
 def a_running_job_with_a_failure(client: TestClient, rt: Runtime) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from app.jobs.batching import Due, halves, plan_calls, splits
+from app.domain.batching import Due, halves, plan_calls, splits
 from app.providers.tencent.errors import names_an_instance
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from app.accounts import load_accounts
 from app.config import Settings
+from app.providers.accounts import load_accounts
 from app.providers.base import (
     CallError,
     CallResult,
@@ -17,6 +17,7 @@ from app.providers.base import (
     Outcome,
     ProviderConfigError,
 )
+from app.providers.rates import limiter_key
 from app.providers.registry import spec
 from app.runtime import Runtime
 
@@ -56,14 +57,14 @@ def test_tencent_targets_are_validated_by_their_id_format() -> None:
 
 def test_each_action_has_its_own_rate(tmp_path: Path) -> None:
     rt = Runtime(Settings(home=tmp_path))
-    assert rt.rate("tencent", "default", "AssociateInstancesKeyPairs") == 10
-    assert rt.rate("tencent", "default", "DescribeInstances") == 40
-    assert rt.limiter_key("tencent", "default", "DescribeInstances") != rt.limiter_key(
+    assert rt.rates.rate("tencent", "default", "AssociateInstancesKeyPairs") == 10
+    assert rt.rates.rate("tencent", "default", "DescribeInstances") == 40
+    assert limiter_key("tencent", "default", "DescribeInstances") != limiter_key(
         "tencent", "default", "AssociateInstancesKeyPairs"
     )
     raised = Runtime(Settings(home=tmp_path, rate_limit=100))
-    assert raised.rate("tencent", "default", "AssociateInstancesKeyPairs") == 100
-    assert raised.rate("tencent", "default", "DescribeInstances") == 40
+    assert raised.rates.rate("tencent", "default", "AssociateInstancesKeyPairs") == 100
+    assert raised.rates.rate("tencent", "default", "DescribeInstances") == 40
 
 
 def test_accounts_file_adds_named_accounts_with_their_own_rates(
@@ -93,8 +94,8 @@ def test_accounts_file_adds_named_accounts_with_their_own_rates(
     assert intl.secret("secret_key") == "intl-secret-value"
     assert "intl-secret-value" not in repr(intl) and "AKIDintl" not in repr(intl)
     rt = Runtime(settings)
-    assert rt.rate("tencent", "intl", "AssociateInstancesKeyPairs") == 5
-    assert rt.rate("tencent", "default", "AssociateInstancesKeyPairs") == 10
+    assert rt.rates.rate("tencent", "intl", "AssociateInstancesKeyPairs") == 5
+    assert rt.rates.rate("tencent", "default", "AssociateInstancesKeyPairs") == 10
 
 
 @pytest.mark.parametrize(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.jobs.binding import verify_backoff
+from app.domain.retry import VerifyPolicy
 from app.providers.base import ErrorClass, InstanceStatus
 from app.providers.tencent.client import InstanceView
 from app.providers.tencent.provider import judge
@@ -62,5 +62,6 @@ def test_every_key_of_the_job_must_be_bound() -> None:
 
 
 def test_verify_looks_back_off_to_a_cap() -> None:
-    waits = [verify_backoff(n, first_s=1.0, max_s=10.0) for n in range(1, 8)]
+    policy = VerifyPolicy(delay_s=1.0, interval_max_s=10.0)
+    waits = [policy.backoff(n) for n in range(1, 8)]
     assert waits == [1.0, 2.0, 4.0, 8.0, 10.0, 10.0, 10.0]

@@ -10,11 +10,12 @@ from fastapi.exceptions import RequestValidationError
 from pydantic import TypeAdapter, ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import RuntimeDep
+from app.api.deps import ProducerDep, RuntimeDep
 from app.api.errors import ApiError
 from app.api.routes.jobs import ERRORS, submit_and_kick
-from app.jobs import service
+from app.jobs.housekeeping import WEBHOOK_KEY_OWNER
 from app.jobs.schemas import JobCreate, JobCreated
+from app.jobs.submit import Submitter
 from app.webhooks.signing import SignatureError, parse_secrets, verify_github, verify_standard
 
 router = APIRouter(prefix="/v1/hooks", tags=["webhooks"])
@@ -40,7 +41,7 @@ def _unauthenticated(message: str) -> ApiError:
         }
     },
 )
-async def rotate(request: Request, rt: RuntimeDep) -> JobCreated:
+async def rotate(request: Request, rt: RuntimeDep, producer: ProducerDep) -> JobCreated:
     """Start a job from a signed webhook. The body is a job, as `POST /v1/jobs` takes it.
 
     Signed either the Standard Webhooks way (`webhook-id`, `webhook-timestamp` within 300 s,
@@ -88,7 +89,7 @@ async def rotate(request: Request, rt: RuntimeDep) -> JobCreated:
         job = JOB_CREATE.validate_json(body)
     except ValidationError as exc:
         raise RequestValidationError(exc.errors()) from exc
-    submitter = service.Submitter(
-        name=service.WEBHOOK_KEY_OWNER, source="webhook", priority=rt.settings.webhook_priority
+    submitter = Submitter(
+        name=WEBHOOK_KEY_OWNER, source="webhook", priority=rt.settings.webhook_priority
     )
-    return await run_in_threadpool(submit_and_kick, rt, job, submitter, key)
+    return await run_in_threadpool(submit_and_kick, rt, producer, job, submitter, key)

@@ -14,13 +14,24 @@ from fastapi.responses import StreamingResponse
 from kombu.exceptions import KombuError
 from starlette.concurrency import run_in_threadpool
 
-from app.api.deps import READ, BearerToken, BodiesDep, Reader, RuntimeDep, Writer, admit
+from app.api.deps import (
+    READ,
+    BearerToken,
+    BodiesDep,
+    ProducerDep,
+    Reader,
+    RuntimeDep,
+    Writer,
+    admit,
+)
 from app.api.errors import ApiError
 from app.auth.tokens import Principal, authenticate
-from app.jobs import repository as repo
-from app.jobs import service
-from app.jobs.models import Job
+from app.domain.states import JobState, TargetState
+from app.jobs import cancel as cancelling
+from app.jobs import reads, submit
+from app.jobs.ports import Producer
 from app.jobs.schemas import (
+    CLI_AGENT,
     JOB_ID_PATTERN,
     ErrorResponse,
     JobCreated,
@@ -31,12 +42,11 @@ from app.jobs.schemas import (
     TargetPage,
     TargetView,
 )
-from app.jobs.states import JobState, TargetState
 from app.jobs.status import Bodies, Status, read_status
 from app.jobs.views import job_view
-from app.operator.api import CLI_AGENT
 from app.providers.base import ProviderConfigError
 from app.runtime import Runtime
+from app.store.models import Job
 
 log = logging.getLogger(__name__)
 JobId = Annotated[str, Path(pattern=JOB_ID_PATTERN)]
@@ -50,7 +60,11 @@ EVENTS_KEEPALIVE_S = 15.0
 
 
 def submit_and_kick(
-    rt: Runtime, body: JobRequest, submitter: service.Submitter, idempotency_key: str | None
+    rt: Runtime,
+    producer: Producer,
+    body: JobRequest,
+    submitter: submit.Submitter,
+    idempotency_key: str | None,
 ) -> JobCreated:
     """Store the job (or find the earlier one for this key), then wake the dispatcher."""
     try:
@@ -61,7 +75,7 @@ def submit_and_kick(
             503, "misconfigured", "keybind's accounts configuration is invalid; see its log"
         ) from exc
     try:
-        submission = service.submit_job(
+        submission = submit.submit_job(
             sessions=rt.sessions,
             request=body,
             submitter=submitter,
@@ -71,20 +85,20 @@ def submit_and_kick(
             callbacks_enabled=rt.settings.callback_secret is not None,
             private_callbacks=rt.settings.callback_allow_private_networks,
         )
-    except service.CallbacksDisabled as exc:
+    except submit.CallbacksDisabled as exc:
         raise ApiError(
             422,
             "invalid_request",
             "callback_url: this server has no KEYBIND_CALLBACK_SECRET to sign callbacks with",
         ) from exc
-    except service.IdempotencyConflict as exc:
+    except submit.IdempotencyConflict as exc:
         raise ApiError(
             409,
             "idempotency_key_in_use",
             f"Idempotency-Key {idempotency_key!r}: its first request is still being processed",
             headers={"Retry-After": "1"},
         ) from exc
-    except service.IdempotencyMismatch as exc:
+    except submit.IdempotencyMismatch as exc:
         raise ApiError(
             422,
             "idempotency_key_reused",
@@ -93,7 +107,7 @@ def submit_and_kick(
     job = submission.job
     if not submission.replayed:
         try:
-            rt.kick_dispatch()
+            producer.kick_dispatch()
         except (KombuError, OSError) as exc:
             # The job is safely stored; the dispatcher's next scheduled tick starts it.
             log.warning(
@@ -103,7 +117,7 @@ def submit_and_kick(
 
 
 def _load(rt: RuntimeDep, job_id: str, who: Principal) -> Job:
-    job = service.get_job(sessions=rt.sessions, job_id=job_id, tenant=who.tenant)
+    job = reads.get_job(sessions=rt.sessions, job_id=job_id, tenant=who.tenant)
     if job is None:
         raise ApiError(404, "not_found", f"no job {job_id!r}")
     return job
@@ -114,17 +128,19 @@ def _source(request: Request) -> str:
 
 
 @router.post("", status_code=202, response_model=JobCreated, responses={**ERRORS, 409: {}})
-def submit(
+def create(
     body: JobRequest,
     request: Request,
     rt: RuntimeDep,
+    producer: ProducerDep,
     who: Writer,
     idempotency_key: Annotated[str | None, Header(min_length=1, max_length=255)] = None,
 ) -> JobCreated:
     return submit_and_kick(
         rt,
+        producer,
         body,
-        service.Submitter(name=who.name, source=_source(request), tenant=who.tenant),
+        submit.Submitter(name=who.name, source=_source(request), tenant=who.tenant),
         idempotency_key,
     )
 
@@ -164,9 +180,9 @@ def list_jobs(
     cursor: Annotated[str | None, Query(pattern=JOB_CURSOR_PATTERN)] = None,
 ) -> JobPage:
     """Jobs newest first; pass `next_cursor` back as `cursor` for the next page."""
-    rows = service.list_jobs(
+    rows = reads.list_jobs(
         sessions=rt.sessions,
-        flt=repo.JobFilter(
+        flt=reads.JobFilter(
             state=state.value if state else None,
             provider=provider,
             created_after=_aware(created_after),
@@ -176,7 +192,7 @@ def list_jobs(
         before=_decode_cursor(cursor) if cursor else None,
         limit=limit,
     )
-    items = [job_view(j, rate=rt.job_rate(j)) for j in rows]
+    items = [job_view(j, rate=rt.rates.job_rate(j)) for j in rows]
     next_cursor = _encode_cursor(rows[-1]) if len(rows) == limit else None
     return JobPage(items=items, next_cursor=next_cursor)
 
@@ -204,7 +220,7 @@ def _status_turn(
             bodies=bodies,
             job_id=job_id,
             tenant=who.tenant,
-            rate=rt.job_rate,
+            rate=rt.rates.job_rate,
             held=held,
         )
         return who, found
@@ -234,12 +250,12 @@ def cancel(job_id: JobId, rt: RuntimeDep, who: Writer) -> JobView:
     """Targets not yet called become `cancelled` now; calls in flight finish; the job ends
     `cancelled`. Repeating it is harmless; a job already final is a 409."""
     try:
-        job = service.cancel_job(sessions=rt.sessions, job_id=job_id, tenant=who.tenant)
-    except service.JobFinal as exc:
+        job = cancelling.cancel_job(sessions=rt.sessions, job_id=job_id, tenant=who.tenant)
+    except cancelling.JobFinal as exc:
         raise ApiError(409, "job_final", f"job {job_id!r} is already final") from exc
     if job is None:
         raise ApiError(404, "not_found", f"no job {job_id!r}")
-    return job_view(job, rate=rt.job_rate(job))
+    return job_view(job, rate=rt.rates.job_rate(job))
 
 
 def _sse(event: str, data: str, event_id: str | None = None) -> str:
@@ -266,7 +282,7 @@ async def events(
     `end` event once it is final, then the stream closes. The event id is the job's version,
     so a reconnect with Last-Event-ID skips an unchanged job."""
     first = await run_in_threadpool(
-        service.get_job, sessions=rt.sessions, job_id=job_id, tenant=who.tenant
+        reads.get_job, sessions=rt.sessions, job_id=job_id, tenant=who.tenant
     )
     if first is None:
         raise ApiError(404, "not_found", f"no job {job_id!r}")
@@ -278,7 +294,7 @@ async def events(
         while job is not None:
             if str(job.version) != seen:
                 seen = str(job.version)
-                view = job_view(job, rate=rt.job_rate(job))
+                view = job_view(job, rate=rt.rates.job_rate(job))
                 yield _sse("job", view.model_dump_json(exclude={"callbacks"}), seen)
                 quiet = 0.0
             if JobState(job.state).final:
@@ -292,13 +308,13 @@ async def events(
             if await request.is_disconnected():
                 return
             version = await run_in_threadpool(
-                service.get_job_version, sessions=rt.sessions, job_id=job_id, tenant=who.tenant
+                reads.get_job_version, sessions=rt.sessions, job_id=job_id, tenant=who.tenant
             )
             if version is None:
                 return
             if str(version) != seen:
                 job = await run_in_threadpool(
-                    service.get_job, sessions=rt.sessions, job_id=job_id, tenant=who.tenant
+                    reads.get_job, sessions=rt.sessions, job_id=job_id, tenant=who.tenant
                 )
 
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -322,7 +338,7 @@ def instances(
                 422, "invalid_request", f"cursor: not a cursor from this API: {cursor!r}"
             )
         after = int(cursor)
-    rows = service.list_targets(
+    rows = reads.list_targets(
         sessions=rt.sessions, job_id=job_id, state=state, after_id=after, limit=limit
     )
     items = [

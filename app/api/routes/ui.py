@@ -19,13 +19,12 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from app.api.deps import RuntimeDep
 from app.auth.tokens import Principal, authenticate
-from app.jobs import repository as repo
-from app.jobs import service
-from app.jobs.models import Job
+from app.domain.states import JobState, TargetState
+from app.jobs import reads
 from app.jobs.schemas import JOB_ID_PATTERN
-from app.jobs.states import JobState, TargetState
 from app.jobs.views import eta_seconds, progress
 from app.runtime import Runtime
+from app.store.models import Job
 
 router = APIRouter(include_in_schema=False)
 COOKIE = "keybind_token"
@@ -168,8 +167,8 @@ def jobs_page(request: Request, rt: RuntimeDep) -> Response:
     who = _who(request, rt)
     if who is None:
         return _to_login(request)
-    jobs = service.list_jobs(
-        sessions=rt.sessions, flt=repo.JobFilter(tenant=who.tenant), before=None, limit=RECENT_JOBS
+    jobs = reads.list_jobs(
+        sessions=rt.sessions, flt=reads.JobFilter(tenant=who.tenant), before=None, limit=RECENT_JOBS
     )
     rows = "".join(
         f"<tr><td><a href='/ui/jobs/{html.escape(j.id)}'><code>{html.escape(j.id)}</code></a></td>"
@@ -194,13 +193,13 @@ def job_page(job_id: str, request: Request, rt: RuntimeDep) -> Response:
     if who is None:
         return _to_login(request)
     job = (
-        service.get_job(sessions=rt.sessions, job_id=job_id, tenant=who.tenant)
+        reads.get_job(sessions=rt.sessions, job_id=job_id, tenant=who.tenant)
         if re.fullmatch(JOB_ID_PATTERN, job_id)
         else None
     )
     if job is None:
         return _page("Not found", f"<h1>No job {html.escape(job_id)}</h1>")
-    failing = service.list_targets(
+    failing = reads.list_targets(
         sessions=rt.sessions,
         job_id=job_id,
         state=TargetState.FAILED,
@@ -208,7 +207,7 @@ def job_page(job_id: str, request: Request, rt: RuntimeDep) -> Response:
         limit=FAILING_SHOWN,
     )
     final = JobState(job.state).final
-    eta = eta_seconds(job, rt.job_rate(job))
+    eta = eta_seconds(job, rt.rates.job_rate(job))
     counts = "".join(
         f"<tr><td>{s.value}</td><td>{getattr(job, 'n_' + s.value)}</td></tr>" for s in TargetState
     )

@@ -30,11 +30,13 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from app.db import utcnow
-from app.jobs import repository as repo
-from app.jobs.states import JobState, TargetState
-from app.ratelimit import WAIT_BUCKETS_S, RedisLimiter
+from app.broker import names
+from app.domain.states import JobState, TargetState
+from app.limiter.base import WAIT_BUCKETS_S
+from app.limiter.redis_limiter import RedisLimiter
 from app.runtime import Runtime
+from app.store import metrics as store
+from app.store.db import utcnow
 
 LATENCY_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -45,7 +47,7 @@ class _CallTotals:
     latency_ms_sum: float = 0.0
     under: list[int] = field(default_factory=lambda: [0] * len(LATENCY_BUCKETS_S))
 
-    def add(self, agg: repo.CallAggregate) -> None:
+    def add(self, agg: store.CallAggregate) -> None:
         self.count += agg.count
         self.latency_ms_sum += agg.latency_ms_sum
         self.under = [a + b for a, b in zip(self.under, agg.under, strict=True)]
@@ -75,8 +77,8 @@ class KeybindCollector(Collector):
 
     def _job_metrics(self) -> Iterator[Metric]:
         with self.rt.sessions() as session:
-            jobs = repo.jobs_by_state(session)
-            targets = repo.targets_by_state(session)
+            jobs = store.jobs_by_state(session)
+            targets = store.targets_by_state(session)
         g = GaugeMetricFamily("keybind_jobs", "Jobs by state.", labels=["state"])
         for state in JobState:
             g.add_metric([state.value], jobs.get(state.value, 0))
@@ -93,20 +95,20 @@ class KeybindCollector(Collector):
         settled_before = utcnow() - timedelta(seconds=self.rt.settings.lease_s)
         with self._lock, self.rt.sessions() as session:
             folded = self._folded
-            upto = repo.attempts_settled_upto(session, folded.upto_id, settled_before)
+            upto = store.attempts_settled_upto(session, folded.upto_id, settled_before)
             if upto > folded.upto_id:
-                for agg in repo.call_aggregates(session, folded.upto_id, upto, bounds_ms):
+                for agg in store.call_aggregates(session, folded.upto_id, upto, bounds_ms):
                     folded.calls[(agg.provider, agg.action, agg.error_code)].add(agg)
-                for provider, code, n in repo.retry_aggregates(session, folded.upto_id, upto):
+                for provider, code, n in store.retry_aggregates(session, folded.upto_id, upto):
                     folded.retries[(provider, code)] += n
                 folded.upto_id = upto
             calls: defaultdict[tuple[str, str, str], _CallTotals] = defaultdict(_CallTotals)
             for k, v in folded.calls.items():
-                calls[k].add(repo.CallAggregate(*k, v.count, v.latency_ms_sum, tuple(v.under)))
-            for agg in repo.call_aggregates(session, folded.upto_id, None, bounds_ms):
+                calls[k].add(store.CallAggregate(*k, v.count, v.latency_ms_sum, tuple(v.under)))
+            for agg in store.call_aggregates(session, folded.upto_id, None, bounds_ms):
                 calls[(agg.provider, agg.action, agg.error_code)].add(agg)
             retries = defaultdict(int, folded.retries)
-            for provider, code, n in repo.retry_aggregates(session, folded.upto_id, None):
+            for provider, code, n in store.retry_aggregates(session, folded.upto_id, None):
                 retries[(provider, code)] += n
 
         total = CounterMetricFamily(
@@ -121,7 +123,7 @@ class KeybindCollector(Collector):
         per_action: defaultdict[tuple[str, str], _CallTotals] = defaultdict(_CallTotals)
         for (provider, action, code), v in calls.items():
             per_action[(provider, action)].add(
-                repo.CallAggregate(
+                store.CallAggregate(
                     provider, action, code, v.count, v.latency_ms_sum, tuple(v.under)
                 )
             )
@@ -166,7 +168,7 @@ class KeybindCollector(Collector):
             if broker.startswith(("redis://", "rediss://")):
                 client = redis.Redis.from_url(broker)
                 try:
-                    for queue in (self.rt.bind_queue, self.rt.control_queue):
+                    for queue in (names.bind_queue(settings), names.control_queue(settings)):
                         depth.add_metric([queue], int(client.llen(queue)))
                 finally:
                     client.close()

@@ -21,7 +21,8 @@ SCHEME = "keybindfs"
 
 
 class Channel(filesystem.Channel):
-    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:
+    # kombu names this parameter `message` in one base class and `payload` in the other.
+    def _put(self, queue: str, payload: Any, **kwargs: Any) -> None:  # type: ignore[override]
         name = f"{round(monotonic() * 1000)}_{uuid.uuid4()}.{queue}.msg"
         folder = self.data_folder_out
         # A leading dot and no ".<queue>.msg" ending: no consumer takes it before the rename.

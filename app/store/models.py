@@ -18,7 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from app.db import Base, UTCDateTime
+from app.store.db import Base, UTCDateTime
 
 # SQLite only auto-increments INTEGER PRIMARY KEY, PostgreSQL wants BIGINT for 100k-row jobs.
 BigId = BigInteger().with_variant(Integer(), "sqlite")

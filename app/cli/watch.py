@@ -22,7 +22,7 @@ from rich.progress import (
 from rich.table import Table
 from rich.text import Text
 
-from app.operator.api import ApiClient
+from app.cli.client import ApiClient
 
 # Exit codes of `keybind submit --wait` and `keybind status`: 0 only when every instance
 # succeeded; each other outcome has its own code so scripts can branch on it.

@@ -1,23 +1,24 @@
-"""Submitting and reading jobs. Each function is one unit of work and owns its transaction."""
+"""Submitting a job: validate, then write the job and every target in one transaction, once per
+Idempotency-Key however often the client repeats the request."""
 
 from __future__ import annotations
 
 import hashlib
 import uuid
-from collections import Counter
 from collections.abc import Collection
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.db import transaction, utcnow
-from app.jobs import repository as repo
-from app.jobs.models import Job, Target
+from app.domain.states import CallbackState, JobState
 from app.jobs.schemas import FieldProblem, JDCloudJobCreate, JobCreate
-from app.jobs.states import JobState, TargetState
 from app.jobs.validation import validate_job
 from app.providers.registry import spec
+from app.store import idempotency
+from app.store import jobs as store
+from app.store.db import transaction, utcnow
+from app.store.models import Job
 from app.webhooks import egress
 
 
@@ -39,15 +40,10 @@ class IdempotencyMismatch(Exception):
 
 # A key whose first request never committed a job is free again after this.
 ABANDONED_KEY_AFTER = timedelta(minutes=5)
-KEEP_KEYS_FOR = timedelta(hours=24)
 
 
 class CallbacksDisabled(Exception):
     """A callback_url was given but this server has no secret to sign callbacks with."""
-
-
-class JobFinal(Exception):
-    """The job has already reached a final state (nothing to cancel)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,11 +76,11 @@ def _reserve_key(sessions: sessionmaker[Session], *, owner: str, key: str, fp: s
     """Hold `key` for this request; returns the job of an earlier identical request."""
     now = utcnow()
     with transaction(sessions) as session:
-        held = repo.claim_idempotency_key(session, owner=owner, key=key, fingerprint=fp, now=now)
+        held = idempotency.claim_key(session, owner=owner, key=key, fingerprint=fp, now=now)
         if held is None:
             return None
         if held.job_id is None:
-            if now - held.created_at > ABANDONED_KEY_AFTER and repo.take_over_idempotency_key(
+            if now - held.created_at > ABANDONED_KEY_AFTER and idempotency.take_over_key(
                 session, held.id, fp, now
             ):
                 return None
@@ -127,7 +123,7 @@ def submit_job(
         )
         if earlier is not None:
             with sessions() as session:
-                found = repo.get_job(session, earlier)
+                found = store.get_job(session, earlier)
             assert found is not None  # the key row cascades away with its job
             return Submission(found, replayed=True)
     now = utcnow()
@@ -156,100 +152,19 @@ def submit_job(
         created_at=now,
         updated_at=now,
         callback_url=str(callback_url) if callback_url is not None else None,
-        callback_state="pending" if callback_url is not None else None,
+        callback_state=CallbackState.PENDING.value if callback_url is not None else None,
         callback_next_at=now if callback_url is not None else None,
     )
     try:
         with transaction(sessions) as session:
-            repo.insert_job(session, job, request.instance_ids, now)
+            store.insert_job(session, job, request.instance_ids, now)
             if idempotency_key is not None:
-                repo.bind_idempotency_key(
+                idempotency.bind_key(
                     session, owner=submitter.name, key=idempotency_key, job_id=job.id
                 )
     except BaseException:
         if idempotency_key is not None:
             with transaction(sessions) as session:
-                repo.release_idempotency_key(session, owner=submitter.name, key=idempotency_key)
+                idempotency.release_key(session, owner=submitter.name, key=idempotency_key)
         raise
     return Submission(job, replayed=False)
-
-
-def _visible(job: Job | None, tenant: str | None) -> Job | None:
-    # Another tenant's job answers exactly like a missing one; None (an operator) sees all.
-    return job if job is not None and tenant in (None, job.tenant) else None
-
-
-def get_job(*, sessions: sessionmaker[Session], job_id: str, tenant: str | None) -> Job | None:
-    """The job, if it exists and `tenant` may see it."""
-    with sessions() as session:
-        return _visible(repo.get_job(session, job_id), tenant)
-
-
-def get_job_version(
-    *, sessions: sessionmaker[Session], job_id: str, tenant: str | None
-) -> int | None:
-    """The job's version alone: what a follower polls to see whether anything changed."""
-    with sessions() as session:
-        return repo.job_version(session, job_id, tenant)
-
-
-def list_targets(
-    *,
-    sessions: sessionmaker[Session],
-    job_id: str,
-    state: TargetState | None,
-    after_id: int,
-    limit: int,
-) -> list[Target]:
-    with sessions() as session:
-        return repo.list_targets(session, job_id, state=state, after_id=after_id, limit=limit)
-
-
-def list_jobs(
-    *,
-    sessions: sessionmaker[Session],
-    flt: repo.JobFilter,
-    before: tuple[datetime, str] | None,
-    limit: int,
-) -> list[Job]:
-    with sessions() as session:
-        return repo.list_jobs(session, flt, before=before, limit=limit)
-
-
-def cancel_job(*, sessions: sessionmaker[Session], job_id: str, tenant: str | None) -> Job | None:
-    """Cancel every target not yet called, at once; calls in flight finish, then the job
-    ends `cancelled`. A second cancel is harmless. None if there is no such job."""
-    now = utcnow()
-    with transaction(sessions) as session:
-        job = _visible(repo.get_job(session, job_id), tenant)
-        if job is None:
-            return None
-        # Targets first, the job row last: the order workers lock in, so no deadlock.
-        deltas = repo.CounterDeltas()
-        repo.cancel_waiting(session, deltas, job_id, now)
-        if not repo.request_cancel(session, job_id, now) and job.cancel_requested_at is None:
-            raise JobFinal(job_id)  # rolls back: a final job has nothing waiting anyway
-        # Always bump the version (and finish the job if nothing is in flight).
-        deltas.by_job.setdefault(job_id, Counter())
-        repo.apply_counts(session, deltas, now)
-    with sessions() as session:
-        return repo.get_job(session, job_id)
-
-
-# Webhook senders retry for a day or more (Svix: about 27 h), so their delivery ids are kept
-# longer than API idempotency keys: a late retry must still find its job.
-WEBHOOK_KEY_OWNER = "webhook"
-KEEP_WEBHOOK_KEYS_FOR = timedelta(days=7)
-
-
-def expire_idempotency_keys(*, sessions: sessionmaker[Session]) -> int:
-    """Forget keys older than KEEP_KEYS_FOR (webhook delivery ids: KEEP_WEBHOOK_KEYS_FOR);
-    their jobs stay."""
-    now = utcnow()
-    with transaction(sessions) as session:
-        n = repo.expire_idempotency_keys(
-            session, now - KEEP_KEYS_FOR, exclude_owner=WEBHOOK_KEY_OWNER
-        )
-        return n + repo.expire_idempotency_keys(
-            session, now - KEEP_WEBHOOK_KEYS_FOR, owner=WEBHOOK_KEY_OWNER
-        )

@@ -7,8 +7,7 @@ from typing import Any
 
 import httpx
 
-# The API records jobs submitted with this User-Agent as coming from the CLI.
-CLI_AGENT = "keybind-cli/"
+from app.jobs.schemas import CLI_AGENT
 
 DEFAULT_API_URL = "http://127.0.0.1:8000"
 

@@ -1,0 +1,1 @@
+"""The broker: only delivers. Task names, queues, the producer, the embedded transport."""
