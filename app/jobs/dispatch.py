@@ -69,7 +69,9 @@ def dispatch(rt: Runtime, producer: Producer) -> Tick:
             capacity = math.ceil(rate * rt.settings.dispatch_horizon_s)
             out = store.bind_outstanding(session, job_ids, now)
             calls_out = {j.id: math.ceil(out.get(j.id, 0) / j.batch_size) for j in bucket}
-            ahead, bulk = _share(session, bucket, capacity, calls_out, now, until)
+            # A job asked to cancel gets no new bind calls; its looks still go out (below).
+            calling = [j for j in bucket if j.cancel_requested_at is None]
+            ahead, bulk = _share(session, calling, capacity, calls_out, now, until)
             front += ahead
             back += bulk
             countdowns += paced(sum(calls_out.values()) + len(ahead), len(bulk), rate)
@@ -133,6 +135,8 @@ def _share(
     one is released at once and called next, instead of waiting behind the huge one's
     backlog. What is left of the horizon is then shared round-robin between the jobs that
     have more due."""
+    if not jobs:
+        return [], []
     fair = max(1, capacity // len(jobs))
     budget = capacity - sum(calls_out.values())
     front: list[list[int]] = []

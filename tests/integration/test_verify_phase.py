@@ -7,6 +7,7 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from app.broker.producer import CeleryProducer
+from app.jobs.cancel import cancel_job
 from app.jobs.dispatch import dispatch
 from app.jobs.schemas import JobCreate
 from app.jobs.submit import Submitter, submit_job
@@ -83,3 +84,20 @@ def test_past_the_verify_budget_the_target_fails_with_a_clear_code(
     assert (t.state, t.error_code) == ("failed", "keybind.VerifyTimeout")
     assert t.request_id == "req-bind"  # the accepted bind stays on record
     assert (job.state, job.n_running, job.n_failed) == ("failed", 0, 1)
+
+
+def test_a_cancelled_job_still_looks_at_binds_the_cloud_accepted(
+    rt: Runtime, producer: CeleryProducer
+) -> None:
+    """A cancel stops new calls, not the looks that decide calls already made: an accepted
+    bind ends with what the cloud says, so the job becomes final."""
+    job_id, target_id = verifying_target(rt, accepted_ago_s=5)
+    with rt.sessions.begin() as s:
+        s.execute(
+            update(Target)
+            .where(Target.id == target_id)
+            .values(lease_token=None, lease_until=None, next_attempt_at=utcnow())
+        )
+    assert cancel_job(sessions=rt.sessions, job_id=job_id, tenant=None) is not None
+    tick = dispatch(rt, producer)
+    assert tick.verifying == [[target_id]] and tick.released == []
