@@ -8,6 +8,8 @@ from pathlib import Path
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.webhooks.signing import parse_secrets
+
 DEFAULT_HOME = Path(".keybind")
 
 
@@ -104,8 +106,6 @@ class Settings(BaseSettings):
         # Checked at start, so a mistyped secret stops the process instead of failing
         # every webhook with a 500. The message never contains the secret.
         if value is not None:
-            from app.webhooks.signing import parse_secrets
-
             try:
                 if not parse_secrets(value.get_secret_value()):
                     raise ValueError("no secret in it")

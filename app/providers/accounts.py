@@ -21,15 +21,13 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pydantic import SecretStr
 
+from app.config import Settings
 from app.providers.base import Account, ProviderConfigError
 from app.providers.registry import specs
-
-if TYPE_CHECKING:
-    from app.config import Settings
 
 ACCOUNT_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 DEFAULT = "default"

@@ -20,11 +20,12 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from pydantic import SecretStr
 
 # The answers' types belong to the domain (it decides from them); the seam hands them on.
+from app.config import Settings
 from app.domain.calls import (
     CallError,
     CallResult,
@@ -34,10 +35,6 @@ from app.domain.calls import (
     Outcome,
     utcnow,
 )
-
-if TYPE_CHECKING:
-    from app.config import Settings
-
 
 __all__ = [
     "Account",

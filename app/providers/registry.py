@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-from functools import cache
-
 from app.providers.base import ProviderSpec
+from app.providers.jdcloud.provider import SPEC as JDCLOUD
+from app.providers.tencent.provider import SPEC as TENCENT
+
+SPECS: dict[str, ProviderSpec] = {s.name: s for s in (TENCENT, JDCLOUD)}
 
 
-@cache
 def specs() -> dict[str, ProviderSpec]:
-    # Imported here, not at module level: a provider's folder imports base, never the reverse.
-    from app.providers.jdcloud.provider import SPEC as JDCLOUD
-    from app.providers.tencent.provider import SPEC as TENCENT
-
-    return {s.name: s for s in (TENCENT, JDCLOUD)}
+    return SPECS
 
 
 def spec(name: str) -> ProviderSpec:
     """The provider called `name`; KeyError names the ones there are."""
     try:
-        return specs()[name]
+        return SPECS[name]
     except KeyError:
-        raise KeyError(f"unknown provider {name!r}; known: {sorted(specs())}") from None
+        raise KeyError(f"unknown provider {name!r}; known: {sorted(SPECS)}") from None

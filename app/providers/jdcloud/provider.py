@@ -12,10 +12,10 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
+from app.config import Settings
 from app.providers.base import (
     Account,
     BindRequest,
@@ -40,9 +40,6 @@ from app.providers.jdcloud.client import (
 )
 from app.providers.jdcloud.errors import REPLACE_HINT, classify, is_already_attached
 from app.providers.jdcloud.regions import INSTANCE_ID, REGIONS
-
-if TYPE_CHECKING:
-    from app.config import Settings
 
 NAME = "jdcloud"
 # JD publishes no per-action limit (reference B7): a conservative default for every action,

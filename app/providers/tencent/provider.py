@@ -4,10 +4,10 @@ DescribeInstances (the bind call answers only a RequestId; the outcome shows in 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
 
 from pydantic import SecretStr
 
+from app.config import Settings
 from app.providers.base import (
     Account,
     BindRequest,
@@ -29,9 +29,6 @@ from app.providers.tencent.client import (
 )
 from app.providers.tencent.errors import classify, names_an_instance
 from app.providers.tencent.regions import REGIONS
-
-if TYPE_CHECKING:
-    from app.config import Settings
 
 NAME = "tencent"
 CN_ENDPOINT = "https://cvm.tencentcloudapi.com"
