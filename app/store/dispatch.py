@@ -54,11 +54,7 @@ def due_verify_ids(session: Session, job_id: str, now: datetime, limit: int) -> 
 def active_jobs(session: Session) -> list[Job]:
     """Unfinished jobs, highest priority first, then oldest; cancelling ones too (their
     accepted binds still need their looks)."""
-    stmt = (
-        select(Job)
-        .where(Job.state.in_(ACTIVE))
-        .order_by(Job.priority.desc(), Job.created_at)
-    )
+    stmt = select(Job).where(Job.state.in_(ACTIVE)).order_by(Job.priority.desc(), Job.created_at)
     return list(session.scalars(stmt))
 
 

@@ -40,6 +40,9 @@ def test_concurrent_producers_and_a_fast_consumer_see_every_message_whole(
     options = {
         "data_folder_in": str(tmp_path),
         "data_folder_out": str(tmp_path),
+        # Without it kombu writes its exchange table to ./control, in whatever directory the
+        # test runs from.
+        "control_folder": str(tmp_path / "control"),
         "polling_interval": 0.0005,  # poll as hard as possible: the race is in the gap
     }
     url = embedded_broker.broker_url("filesystem://")
