@@ -18,9 +18,9 @@ from typing import Any
 
 from sqlalchemy import func, select, update
 
+from app.broker.names import NOOP_TASK
 from app.store.db import utcnow
 from app.store.models import Target
-from app.worker.tasks import NOOP_TASK
 from tests.bench.harness import Stack, instance_ids, report, stack
 
 UNLIMITED = 1_000_000.0
@@ -35,7 +35,7 @@ def _drain(s: Stack, timeout: float = 300) -> None:
 def _noop_s(s: Stack, n: int) -> float:
     started = time.perf_counter()
     for _ in range(n):
-        s.rt.celery.send_task(NOOP_TASK, queue=s.bind_queue)
+        s.producer.celery.send_task(NOOP_TASK, queue=s.bind_queue)
     _drain(s)
     return (time.perf_counter() - started) / n
 
@@ -64,7 +64,7 @@ def _bind_s(s: Stack, n: int, batch_size: int, prefix: str) -> tuple[float, floa
         )
     batches = [ids[i : i + batch_size] for i in range(0, len(ids), batch_size)]
     started = time.perf_counter()
-    s.rt.enqueue_binds(batches)
+    s.producer.enqueue_binds(batches)
     deadline = time.monotonic() + 300
     # Cheap checks first and not too often: the watching must not load the database the
     # worker is using (a count every 2 ms did, and doubled the figure).
@@ -80,7 +80,7 @@ def _bind_s(s: Stack, n: int, batch_size: int, prefix: str) -> tuple[float, floa
         )
     looks = [ids[i : i + 100] for i in range(0, len(ids), 100)]
     started = time.perf_counter()
-    s.rt.enqueue_verifies(looks)
+    s.producer.enqueue_verifies(looks)
     job = s.wait(job_id, timeout=300, interval=0.01)
     verify = (time.perf_counter() - started) / len(looks)
     assert job.n_succeeded == n, s.counts(job_id)

@@ -14,19 +14,24 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import httpx
 import psycopg
 import redis
-from app.jobs.service import Submitter, get_job, submit_job
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
 from app.auth.tokens import create_token
+from app.broker import names
+from app.broker.celery_app import celery_for
+from app.broker.producer import CeleryProducer
 from app.config import Settings
+from app.jobs.reads import get_job
 from app.jobs.schemas import JobCreate
+from app.jobs.submit import Submitter, submit_job
 from app.migrate import upgrade
 from app.runtime import Runtime
 from app.store.models import Job
@@ -73,7 +78,11 @@ class Stack:
 
     @property
     def bind_queue(self) -> str:
-        return self.rt.bind_queue
+        return names.bind_queue(self.settings)
+
+    @cached_property
+    def producer(self) -> CeleryProducer:
+        return CeleryProducer(celery_for(self.settings), self.settings)
 
     def submit(self, ids: list[str], *, kick: bool = True, **extra: Any) -> str:
         """Submit in-process (the API's own service function) and kick the dispatcher."""
@@ -87,7 +96,7 @@ class Stack:
             max_instances=self.settings.max_instances,
         )
         if kick:
-            self.rt.kick_dispatch()
+            self.producer.kick_dispatch()
         return sub.job.id
 
     def job(self, job_id: str) -> Job:
@@ -174,7 +183,7 @@ def stack(
             proc = procs.start("api", ["api", "--port", str(port)], env)
             served = Api(f"http://127.0.0.1:{port}", token, proc)
             _wait_http(served.url + "/healthz", proc)
-        _wait_workers(rt, [p for p in procs.procs if p.name == "worker"])
+        _wait_workers(settings, [p for p in procs.procs if p.name == "worker"])
         yield Stack(settings, rt, sim, procs, client, served, layout)
     finally:
         procs.stop_all()
@@ -201,21 +210,22 @@ def _wait_http(url: str, proc: Proc, timeout: float = 30.0) -> None:
     raise RuntimeError(f"{url} did not come up within {timeout:.0f} s")
 
 
-def _wait_workers(rt: Runtime, workers: list[Proc], timeout: float = 60.0) -> None:
+def _wait_workers(settings: Settings, workers: list[Proc], timeout: float = 60.0) -> None:
     """Until every worker process answers a ping, so timings do not include start-up. By
     name: Celery's control channel is shared by every worker on the Redis database."""
-    names = [f"keybind-{w.popen.pid}@{socket.gethostname()}" for w in workers]
+    celery = celery_for(settings)
+    hostnames = [f"keybind-{w.popen.pid}@{socket.gethostname()}" for w in workers]
     deadline = time.monotonic() + timeout
     answered: set[str] = set()
     while time.monotonic() < deadline:
-        for reply in rt.celery.control.ping(destination=names, timeout=0.5) or []:
+        for reply in celery.control.ping(destination=hostnames, timeout=0.5) or []:
             answered.update(reply)
-        if answered >= set(names):
+        if answered >= set(hostnames):
             return
         for w in workers:
             if not w.alive():
                 raise RuntimeError(f"worker exited:\n{w.log()[-3000:]}")
-    raise RuntimeError(f"workers {sorted(set(names) - answered)} did not answer in {timeout:.0f} s")
+    raise RuntimeError(f"workers {sorted(set(hostnames) - answered)} did not answer in {timeout:.0f} s")
 
 
 def percentile(values: list[float], p: float) -> float:

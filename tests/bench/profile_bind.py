@@ -10,10 +10,10 @@ from __future__ import annotations
 import argparse
 import time
 
-from app.jobs.binding import bind_targets
 from pyinstrument import Profiler
 from sqlalchemy import select
 
+from app.jobs.bind import bind_targets
 from app.jobs.dispatch import dispatch
 from app.runtime import Runtime
 from app.store.models import Target
@@ -31,12 +31,12 @@ def main() -> None:
         with s.rt.sessions() as session:
             ids = list(session.scalars(select(Target.id).where(Target.job_id == job_id)))
         batches = [ids[i : i + args.batch_size] for i in range(0, n, args.batch_size)]
-        bind_targets(s.rt, batches.pop())  # warm: connections, imports
+        bind_targets(s.rt, s.producer, batches.pop())  # warm: connections, imports
         profiler = Profiler(interval=0.0005)
         started = time.perf_counter()
         with profiler:
             for batch in batches:
-                bind_targets(s.rt, batch)
+                bind_targets(s.rt, s.producer, batch)
         per_call = (time.perf_counter() - started) / len(batches)
         print(profiler.output_text(unicode=False, color=False, show_all=False))
         print(f"bind_targets: {per_call * 1000:.2f} ms per call of {args.batch_size}")
@@ -44,12 +44,12 @@ def main() -> None:
         big = s.submit(instance_ids(100_000, "z"), kick=False, batch_size=args.batch_size)
         # The real 10/s for the dispatcher: a tick releases a horizon's worth, not everything.
         rt = Runtime(s.settings.model_copy(update={"rate_limit": 10.0}))
-        dispatch(rt)  # warm
+        dispatch(rt, s.producer)  # warm
         profiler = Profiler(interval=0.0005)
         started = time.perf_counter()
         with profiler:
             for _ in range(20):
-                dispatch(rt)
+                dispatch(rt, s.producer)
         print(profiler.output_text(unicode=False, color=False, show_all=False))
         tick = (time.perf_counter() - started) / 20
         rt.close()
