@@ -225,7 +225,8 @@ def _wait_workers(settings: Settings, workers: list[Proc], timeout: float = 60.0
         for w in workers:
             if not w.alive():
                 raise RuntimeError(f"worker exited:\n{w.log()[-3000:]}")
-    raise RuntimeError(f"workers {sorted(set(hostnames) - answered)} did not answer in {timeout:.0f} s")
+    missing = sorted(set(hostnames) - answered)
+    raise RuntimeError(f"workers {missing} did not answer in {timeout:.0f} s")
 
 
 def percentile(values: list[float], p: float) -> float:
