@@ -1,4 +1,4 @@
-"""The fleet file format the README documents, loaded by `keybind simulator --fleet`."""
+"""The fleet file format docs/simulator.md documents, loaded by `keybind simulator --fleet`."""
 
 from __future__ import annotations
 
