@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     # JD publishes no rate limit; calls/s for each JD action (attach, detach, describe).
     jdcloud_rate_limit: float = Field(default=5.0, gt=0)
 
-    # Named accounts beyond the env-built "default" (app/accounts.py has the format).
+    # Named accounts beyond the env-built "default" (app/providers/accounts.py has the format).
     accounts_file: Path | None = None
 
     # Calls/s of each provider's bind action per account; unset: the cloud's documented limit

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 import pytest
 
@@ -141,3 +142,10 @@ def test_callback_state_after_a_post(
     got = next_callback_state(delivered=delivered, refused=refused, attempt=attempt, max_attempts=8)
     assert got is state
     assert got is CallbackState.PENDING or (CallbackState.PENDING, got) in CALLBACK_MOVES
+
+
+def test_the_architecture_page_lists_every_target_move() -> None:
+    page = (Path(__file__).resolve().parents[2] / "docs" / "architecture.md").read_text()
+    for m, why in TARGET_MOVES.items():
+        row = f"| `{m.src.state}` ({m.src.phase}) | `{m.dst.state}` ({m.dst.phase}) | {why} |"
+        assert row in page
