@@ -53,21 +53,12 @@ class Runtime:
     @cached_property
     def retry_policy(self) -> RetryPolicy:
         s = self.settings
-        return RetryPolicy(
-            max_attempts=s.max_attempts,
-            budget_s=s.retry_budget_s,
-            base_s=s.backoff_base_s,
-            max_s=s.backoff_max_s,
-        )
+        return RetryPolicy(s.max_attempts, s.retry_budget_s, s.backoff_base_s, s.backoff_max_s)
 
     @cached_property
     def verify_policy(self) -> VerifyPolicy:
         s = self.settings
-        return VerifyPolicy(
-            delay_s=s.verify_delay_s,
-            interval_max_s=s.verify_interval_max_s,
-            budget_s=s.verify_budget_s,
-        )
+        return VerifyPolicy(s.verify_delay_s, s.verify_interval_max_s, s.verify_budget_s)
 
     @cached_property
     def accounts(self) -> Accounts:

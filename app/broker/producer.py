@@ -10,6 +10,9 @@ from celery import Celery
 from app.broker import names
 from app.config import Settings
 
+# Target ids, one inner sequence per task (the shape app/jobs/ports.Producer takes).
+Batches = Sequence[Sequence[int]]
+
 
 class CeleryProducer:
     def __init__(self, celery: Celery, settings: Settings) -> None:
@@ -17,11 +20,7 @@ class CeleryProducer:
         self._settings = settings
 
     def enqueue_binds(
-        self,
-        batches: Sequence[Sequence[int]],
-        *,
-        front: bool = False,
-        countdowns: Sequence[float] = (),
+        self, batches: Batches, *, front: bool = False, countdowns: Sequence[float] = ()
     ) -> None:
         # One clock reading for the whole release: the countdowns are spaced one limiter
         # slot apart, and the time spent sending must not stretch them.
@@ -39,7 +38,7 @@ class CeleryProducer:
                 expires=now + timedelta(seconds=countdown + self._settings.dispatch_lease_s),
             )
 
-    def enqueue_verifies(self, batches: Sequence[Sequence[int]], countdown: float = 0.0) -> None:
+    def enqueue_verifies(self, batches: Batches, countdown: float = 0.0) -> None:
         # The claim only takes targets whose look is due, so an early or duplicate message
         # changes nothing.
         for batch in batches:

@@ -101,7 +101,9 @@ def flower(
 def simulator(
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 9100,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
-    fleet: Annotated[Path | None, typer.Option(help="Fleet file (JSON), see docs/simulator.md.")] = None,
+    fleet: Annotated[
+        Path | None, typer.Option(help="Fleet file (JSON), see docs/simulator.md.")
+    ] = None,
     rate_limit: Annotated[
         float | None, typer.Option(help="AssociateInstancesKeyPairs calls/s (default 10).")
     ] = None,

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from types import MappingProxyType
 
 from app.domain import batching, codes
-from app.domain.calls import CallError, CallResult, ErrorClass, InstanceStatus, Outcome
+from app.domain.calls import CallError, ErrorClass, InstanceStatus, Outcome
 from app.domain.claims import Claim, LookClaim
 from app.domain.retry import RetryPolicy, VerifyPolicy
 from app.domain.states import At, Move, Phase, TargetState, check_target_move
@@ -32,6 +32,22 @@ POWER_STATE_HINT = (
 
 
 # -- what may happen to a target after its bind call ---------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Answered:
+    """The call or look that decided, and what the provider noted about the instance."""
+
+    request_id: str | None
+    notes: Mapping[str, str] = field(default_factory=lambda: _NONE)
+
+
+@dataclass(frozen=True, slots=True)
+class _Failure:
+    code: str
+    message: str
+    request_id: str | None
+    notes: Mapping[str, str] = field(default_factory=lambda: _NONE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,44 +74,33 @@ class Split:
 
 
 @dataclass(frozen=True, slots=True)
-class Verify:
-    """The cloud accepted the bind: wait (in the database, not in a worker) for a look."""
+class Verify(_Answered):
+    """The cloud accepted the bind: wait (in the database, not in a worker) for a look at
+    `look_at`."""
 
-    request_id: str | None
-    look_at: datetime
-    notes: Mapping[str, str] = field(default_factory=lambda: _NONE)
+    look_at: datetime = field(kw_only=True)
     move = Move(_RUNNING, _LOOKING)
 
 
 @dataclass(frozen=True, slots=True)
-class Succeed:
+class Succeed(_Answered):
     """The bind call's answer is final: done (a cloud without a verify phase)."""
 
-    request_id: str | None
-    notes: Mapping[str, str] = field(default_factory=lambda: _NONE)
     move = Move(_RUNNING, At(TargetState.SUCCEEDED, Phase.BIND))
 
 
 @dataclass(frozen=True, slots=True)
-class Retry:
+class Retry(_Failure):
     """Call again at `at`, after a failure worth repeating."""
 
-    at: datetime
-    code: str
-    message: str
-    request_id: str | None
-    notes: Mapping[str, str] = field(default_factory=lambda: _NONE)
+    at: datetime = field(kw_only=True)
     move = Move(_RUNNING, At(TargetState.RETRYING, Phase.BIND))
 
 
 @dataclass(frozen=True, slots=True)
-class Fail:
+class Fail(_Failure):
     """Done, failed: retrying cannot help, or it is out of attempts or time."""
 
-    code: str
-    message: str
-    request_id: str | None
-    notes: Mapping[str, str] = field(default_factory=lambda: _NONE)
     move = Move(_RUNNING, At(TargetState.FAILED, Phase.BIND))
 
 
@@ -129,33 +134,26 @@ class Unlooked:
 
 
 @dataclass(frozen=True, slots=True)
-class Confirmed:
+class Confirmed(_Answered):
     """The look found the key on the instance."""
 
-    request_id: str | None
-    notes: Mapping[str, str] = field(default_factory=lambda: _NONE)
     move = Move(_LOOKING, At(TargetState.SUCCEEDED, Phase.VERIFY))
 
 
 @dataclass(frozen=True, slots=True)
-class LookAgain:
-    """Still under way (or the look itself failed in a way worth repeating): look at `at`."""
+class LookAgain(_Answered):
+    """Still under way (or the look itself failed in a way worth repeating, `error`): look
+    again at `at`."""
 
-    at: datetime
-    request_id: str | None
-    error: CallError | None = None
-    notes: Mapping[str, str] = field(default_factory=lambda: _NONE)
+    at: datetime = field(kw_only=True)
+    error: CallError | None = field(default=None, kw_only=True)
     move = Move(_LOOKING, _LOOKING)
 
 
 @dataclass(frozen=True, slots=True)
-class Disproved:
+class Disproved(_Failure):
     """The look found the bind failed, or it was not confirmed in time."""
 
-    code: str
-    message: str
-    request_id: str | None
-    notes: Mapping[str, str] = field(default_factory=lambda: _NONE)
     move = Move(_LOOKING, At(TargetState.FAILED, Phase.VERIFY))
 
 
@@ -212,7 +210,8 @@ def after_call(
     if attempts >= policy.max_attempts or out_of_budget:
         why = f"gave up after {attempts} attempts: {error.message}"
         return Fail(error.code, why, request_id, notes)
-    return Retry(now + timedelta(seconds=wait), error.code, error.message, request_id, notes)
+    at = now + timedelta(seconds=wait)
+    return Retry(error.code, error.message, request_id, notes, at=at)
 
 
 def _splits(
@@ -266,7 +265,7 @@ def after_bind(
             InstanceStatus.OPERATING,
         ):
             look_at = now + timedelta(seconds=verify.delay_s)
-            change = Verify(result.request_id, look_at, result.notes)
+            change = Verify(result.request_id, result.notes, look_at=look_at)
         else:
             error = None
             if result.status is InstanceStatus.FAILED:
@@ -315,7 +314,7 @@ def after_look(
                 change = Disproved(codes.VERIFY_TIMEOUT, message, result.request_id, result.notes)
             else:
                 at = now + timedelta(seconds=verify.backoff(checks))
-                change = LookAgain(at, result.request_id, error, result.notes)
+                change = LookAgain(result.request_id, result.notes, at=at, error=error)
         check_target_move(change.move)
         changes[c.target_id] = change
     return changes
@@ -336,29 +335,3 @@ def after_lost_look(
 ) -> LookLost:
     started = verify_started_at or now
     return LookLost((now - started).total_seconds() >= verify.budget_s, now)
-
-
-def attempt_rows(
-    target_ids: Mapping[str, int], calls: Sequence[CallResult]
-) -> list[dict[str, object]]:
-    """One attempts row per call per claimed instance it covered (`target_ids`: by instance)."""
-    rows: list[dict[str, object]] = []
-    for call in calls:
-        for iid in call.instance_ids:
-            target_id = target_ids.get(iid)
-            if target_id is None:
-                continue
-            error = call.error_for(iid)
-            rows.append(
-                {
-                    "target_id": target_id,
-                    "action": call.action,
-                    "started_at": call.started_at,
-                    "latency_ms": call.latency_ms,
-                    "http_status": call.http_status,
-                    "request_id": call.request_id,
-                    "error_code": error.code if error else None,
-                    "error_message": error.message if error else None,
-                }
-            )
-    return rows

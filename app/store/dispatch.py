@@ -7,7 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import func, or_, select, update
+from sqlalchemy import ColumnElement, Select, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from app.domain.batching import Due
@@ -32,15 +32,14 @@ def verify_outstanding(session: Session, job_ids: Sequence[str], now: datetime) 
     return int(session.scalar(stmt) or 0)
 
 
-def due_verify_ids(session: Session, job_id: str, now: datetime, limit: int) -> list[int]:
-    """Verify-phase targets of one job due for a look and not already out with the broker."""
-    stmt = (
+def _due(job_id: str, now: datetime, limit: int, *where: ColumnElement[bool]) -> Select[int]:
+    """Up to `limit` of a job's targets matching `where` that are due and not already out with
+    the broker, oldest due first, locked (others' locks skipped)."""
+    return (
         select(Target.id)
         .where(
             Target.job_id == job_id,
-            Target.state == RUNNING,
-            Target.phase == VERIFY,
-            Target.lease_token.is_(None),
+            *where,
             Target.next_attempt_at <= now,
             or_(Target.dispatched_until.is_(None), Target.dispatched_until <= now),
         )
@@ -48,7 +47,12 @@ def due_verify_ids(session: Session, job_id: str, now: datetime, limit: int) -> 
         .limit(limit)
         .with_for_update(skip_locked=True)
     )
-    return list(session.scalars(stmt))
+
+
+def due_verify_ids(session: Session, job_id: str, now: datetime, limit: int) -> list[int]:
+    """Verify-phase targets of one job due for a look and not already out with the broker."""
+    looking = (Target.state == RUNNING, Target.phase == VERIFY, Target.lease_token.is_(None))
+    return list(session.scalars(_due(job_id, now, limit, *looking)))
 
 
 def active_jobs(session: Session) -> list[Job]:
@@ -89,19 +93,7 @@ def release_due(
 ) -> list[Due]:
     """Hand up to `limit` of the job's due targets (waiting, due, not already out with the
     broker), oldest due first, to the broker until `until`: select and mark in one statement."""
-    due = (
-        select(Target.id)
-        .where(
-            Target.job_id == job_id,
-            Target.state.in_(WAITING),
-            Target.next_attempt_at <= now,
-            or_(Target.dispatched_until.is_(None), Target.dispatched_until <= now),
-        )
-        .order_by(Target.next_attempt_at, Target.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-        .scalar_subquery()
-    )
+    due = _due(job_id, now, limit, Target.state.in_(WAITING)).scalar_subquery()
     rows = list(
         session.execute(
             update(Target)

@@ -78,8 +78,12 @@ def _notes(notes: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
+def _error(code: str | None, message: str | None) -> dict[str, Any]:
+    return {"error_code": code, "error_message": message}
+
+
 def _done(code: str | None, message: str | None, now: datetime) -> dict[str, Any]:
-    return {"error_code": code, "error_message": message, "finished_at": now}
+    return {**_error(code, message), "finished_at": now}
 
 
 def write_for(change: Change, now: datetime) -> Write:
@@ -90,61 +94,35 @@ def write_for(change: Change, now: datetime) -> Write:
             values = {**_FREE, "dispatched_until": None, "next_attempt_at": now}
             return Write(change.move, values)
         case Split():
-            values = {
-                **_FREE,
-                "error_code": change.code,
-                "error_message": change.message,
-                "request_id": change.request_id,
-                "next_attempt_at": now,
-                "bisect_group": change.group,
-            }
+            values = {**_FREE, **_error(change.code, change.message), "next_attempt_at": now}
+            values.update(request_id=change.request_id, bisect_group=change.group)
             # The call included it, so it is an attempt; it says nothing about this
             # instance, so it does not count towards giving up (bisect_calls).
             return Write(change.move, values, ("attempts", "bisect_calls"))
         case Verify():
-            values = {
-                **_notes(change.notes),
-                **_FREE,
-                "request_id": change.request_id,
-                "error_code": None,
-                "error_message": None,
-                "dispatched_until": None,
-                "next_attempt_at": change.look_at,
-                "verify_started_at": now,
-                "verify_checks": 0,
-                "bisect_group": None,
-            }
+            values = {**_notes(change.notes), **_FREE, **_error(None, None)}
+            values.update(
+                request_id=change.request_id,
+                dispatched_until=None,
+                next_attempt_at=change.look_at,
+                verify_started_at=now,
+                verify_checks=0,
+                bisect_group=None,
+            )
             return Write(change.move, values, ("attempts",))
-        case Succeed() | Fail():
+        case Succeed() | Fail() | Retry():
             code, message = (
                 (None, None) if isinstance(change, Succeed) else (change.code, change.message)
             )
-            values = {
-                **_notes(change.notes),
-                **_FREE,
-                **_done(code, message, now),
-                "request_id": change.request_id,
-                "bisect_group": None,
-            }
-            return Write(change.move, values, ("attempts",))
-        case Retry():
-            values = {
-                **_notes(change.notes),
-                **_FREE,
-                "error_code": change.code,
-                "error_message": change.message,
-                "request_id": change.request_id,
-                "bisect_group": None,
-                "next_attempt_at": change.at,
-            }
+            values = {**_notes(change.notes), **_FREE, **_error(code, message)}
+            values.update(request_id=change.request_id, bisect_group=None)
+            if isinstance(change, Retry):
+                values["next_attempt_at"] = change.at
+            else:
+                values["finished_at"] = now
             return Write(change.move, values, ("attempts",))
         case WorkerLost():
-            values = {
-                **_FREE,
-                "next_attempt_at": change.at,
-                "error_code": change.code,
-                "error_message": change.message,
-            }
+            values = {**_FREE, **_error(change.code, change.message), "next_attempt_at": change.at}
             if change.give_up:
                 values["finished_at"] = now
             return Write(change.move, values, ("attempts",))
@@ -154,22 +132,15 @@ def write_for(change: Change, now: datetime) -> Write:
             code, message = (
                 (None, None) if isinstance(change, Confirmed) else (change.code, change.message)
             )
-            values = {
-                **_notes(change.notes),
-                **_FREE,
-                **_done(code, message, now),
-                "verify_request_id": change.request_id,
-            }
+            values = {**_notes(change.notes), **_FREE, **_done(code, message, now)}
+            values["verify_request_id"] = change.request_id
             return Write(change.move, values)
         case LookAgain():
-            values = {
-                **_notes(change.notes),
-                **_FREE,
-                "verify_request_id": change.request_id,
-                "next_attempt_at": change.at,
-                "error_code": change.error.code if change.error else None,
-                "error_message": change.error.message if change.error else None,
-            }
+            code, message = (
+                (change.error.code, change.error.message) if change.error else (None, None)
+            )
+            values = {**_notes(change.notes), **_FREE, **_error(code, message)}
+            values.update(verify_request_id=change.request_id, next_attempt_at=change.at)
             return Write(change.move, values, ("verify_checks",))
         case LookLost():
             if change.give_up:
@@ -222,20 +193,31 @@ class Writes:
 
     def flush(self, session: Session, deltas: CounterDeltas) -> None:
         for write, ids in self.groups.values():
-            values = dict(write.values)
-            for column in write.count:
-                values[column] = getattr(Target, column) + 1
-            moved = move_targets(
-                session,
-                deltas,
-                target_ids=ids,
-                job_id=self.job_id,
-                move=write.move,
-                holder=self.holder,
-                **values,
-            )
-            _lost(len(ids) - moved)
+            _lost(len(ids) - _apply(session, deltas, write, ids, self.job_id, self.holder))
         self.groups.clear()
+
+
+def _apply(
+    session: Session,
+    deltas: CounterDeltas,
+    write: Write,
+    target_ids: Sequence[int],
+    job_id: str,
+    holder: str | None,
+) -> int:
+    """Make one write on targets of one job in the caller's transaction; how many moved."""
+    values = dict(write.values)
+    for column in write.count:
+        values[column] = getattr(Target, column) + 1
+    return move_targets(
+        session,
+        deltas,
+        target_ids=target_ids,
+        job_id=job_id,
+        move=write.move,
+        holder=holder,
+        **values,
+    )
 
 
 def _lost(n: int) -> None:
@@ -256,20 +238,7 @@ def write_one(
     now: datetime,
 ) -> bool:
     """One target's change, in the caller's transaction (the sweeper's way)."""
-    write = write_for(change, now)
-    values = dict(write.values)
-    for column in write.count:
-        values[column] = getattr(Target, column) + 1
-    moved = move_targets(
-        session,
-        deltas,
-        target_ids=[target_id],
-        job_id=job_id,
-        move=write.move,
-        holder=holder,
-        **values,
-    )
-    return bool(moved)
+    return _apply(session, deltas, write_for(change, now), [target_id], job_id, holder) == 1
 
 
 def attempt_rows(

@@ -14,15 +14,8 @@ from typing import Any
 from sqlalchemy import Update, select, update
 from sqlalchemy.orm import Session
 
-from app.domain import codes
-from app.domain.states import (
-    WAITING_TARGET_STATES,
-    At,
-    Move,
-    Phase,
-    TargetState,
-    check_target_move,
-)
+from app.domain import codes, states
+from app.domain.states import At, Move, Phase, TargetState
 from app.store.counters import CounterDeltas
 from app.store.models import Target
 
@@ -39,7 +32,7 @@ def list_targets(
 def guarded(move: Move, holder: str | None, values: dict[str, Any]) -> Update:
     """An UPDATE that makes `move` (with `values`) on targets still where it starts, leased to
     `holder` (None: not checked); the caller adds which targets."""
-    check_target_move(move)
+    states.check_target_move(move)
     stmt = update(Target).where(
         Target.state == move.src.state.value, Target.phase == move.src.phase.value
     )
@@ -75,8 +68,8 @@ def move_targets(
 
 
 CANCEL_MOVES = tuple(
-    check_target_move(Move(At(s, Phase.BIND), At(TargetState.CANCELLED, Phase.BIND)))
-    for s in sorted(WAITING_TARGET_STATES)
+    states.check_target_move(Move(At(s, Phase.BIND), At(TargetState.CANCELLED, Phase.BIND)))
+    for s in sorted(states.WAITING_TARGET_STATES)
 )
 
 

@@ -154,9 +154,8 @@ def test_an_accepted_bind_waits_for_its_look(status: InstanceStatus) -> None:
     c = claim(1)
     result = InstanceResult(status, None, "req-9", {"previous_key": "old"})
     (change,) = decide([c], Outcome([], {c.instance_id: result}), CLOUDS["jdcloud"][0]).values()
-    assert change == Verify(
-        "req-9", NOW + timedelta(seconds=VERIFY.delay_s), {"previous_key": "old"}
-    )
+    at = NOW + timedelta(seconds=VERIFY.delay_s)
+    assert change == Verify("req-9", {"previous_key": "old"}, look_at=at)
 
 
 def test_without_a_verify_phase_an_accepted_bind_is_done() -> None:
@@ -246,7 +245,7 @@ def test_every_code_a_look_can_end_with(cloud: str, code: str) -> None:
     error = CallError(code, "seen", classify(code))
     change = decide_look(look(), InstanceResult(InstanceStatus.FAILED, error, "req-look"))
     if error.error_class.retryable:
-        assert change == LookAgain(NOW + timedelta(seconds=1), "req-look", error)
+        assert change == LookAgain("req-look", at=NOW + timedelta(seconds=1), error=error)
     else:
         assert change == Disproved(code, "seen", "req-look")
 

@@ -341,18 +341,7 @@ def instances(
     rows = reads.list_targets(
         sessions=rt.sessions, job_id=job_id, state=state, after_id=after, limit=limit
     )
-    items = [
-        TargetView(
-            instance_id=t.instance_id,
-            state=TargetState(t.state),
-            attempts=t.attempts,
-            error_code=t.error_code,
-            error_message=t.error_message,
-            request_id=t.request_id,
-            verify_request_id=t.verify_request_id,
-            previous_key=t.previous_key,
-        )
-        for t in rows
-    ]
+    # TargetView's fields are the target's own columns, by name.
+    items = [TargetView.model_validate(t, from_attributes=True) for t in rows]
     next_cursor = str(rows[-1].id) if len(rows) == limit else None
     return TargetPage(items=items, next_cursor=next_cursor)
