@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.jobs.schemas import PROVIDER_TAGS, FieldProblem
@@ -109,7 +109,7 @@ def install(app: FastAPI) -> None:
         return error_response(exc.status_code, "http_error", str(exc.detail), headers=headers)
 
     @app.exception_handler(OperationalError)
-    @app.exception_handler(DBAPIError)
+    @app.exception_handler(InterfaceError)
     async def _db_down(_: Request, exc: Exception) -> JSONResponse:
         # The driver's text can carry the connection URL; log its class, never echo it.
         log.error("database unavailable: %s", type(exc).__name__)
@@ -119,3 +119,12 @@ def install(app: FastAPI) -> None:
             "the job store is unavailable; retry shortly",
             headers={"Retry-After": "2"},
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _db_refused(_: Request, exc: DBAPIError) -> JSONResponse:
+        # The database refused a statement (a constraint, or a move the domain does not
+        # allow): keybind's bug, not the caller's and not an outage. The refusal's own first
+        # line names it; the statement and its parameters stay out of the log.
+        first = str(exc.orig).splitlines()[0] if exc.orig is not None else ""
+        log.error("the database refused a statement: %s: %s", type(exc).__name__, first)
+        return error_response(500, "internal_error", "keybind could not complete this request")
