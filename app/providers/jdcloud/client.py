@@ -104,7 +104,7 @@ class JDCloudClient:
         path: str,
         *,
         body: Mapping[str, Any] | None = None,
-        params: list[tuple[str, str]] | None = None,
+        params: Sequence[tuple[str, str]] | None = None,
         slot: Slot | None = None,
     ) -> tuple[CallResult, dict[str, Any]]:
         """One request; returns the result and the answer's `result` object (empty on failure).
@@ -116,7 +116,8 @@ class JDCloudClient:
                 method,
                 path,
                 content=content,
-                params=params,
+                # A tuple: httpx's type takes str pairs in a tuple, not in a list (invariant).
+                params=tuple(params) if params is not None else None,
                 headers={"Content-Type": "application/json"},
                 extensions=slots.extensions(slot),
             )
