@@ -76,6 +76,17 @@ class ErrorClass(StrEnum):
         return self in (ErrorClass.RETRY, ErrorClass.WAIT_STATE)
 
 
+ErrorTable = Mapping[str, tuple[ErrorClass, str]]
+"""A cloud's known error codes: each one's class and what it means (`<cloud>/errors.py`)."""
+
+
+def error_table_markdown(table: ErrorTable, code_heading: str) -> str:
+    """`table` as the Markdown table the README shows."""
+    rows = [f"| {code_heading} | class | meaning |", "|---|---|---|"]
+    rows += [f"| `{code}` | {cls.value} | {why} |" for code, (cls, why) in table.items()]
+    return "\n".join(rows)
+
+
 @dataclass(frozen=True, slots=True)
 class CallError:
     code: str
