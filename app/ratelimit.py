@@ -434,14 +434,3 @@ def build_limiter(settings: Settings) -> Limiter:
             prefix=f"{settings.queue_prefix}:rl:",
         )
     return FileLimiter(settings.home / "ratelimit", window_s=window, fresh_s=fresh)
-
-
-def max_in_window(timestamps: list[float], window: float = 1.0) -> int:
-    """The most timestamps in any half-open window [t, t + window)."""
-    ts = sorted(timestamps)
-    best = lo = 0
-    for hi, t in enumerate(ts):
-        while ts[lo] <= t - window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best
