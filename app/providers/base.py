@@ -205,6 +205,11 @@ class Account:
         return f"Account(provider={self.provider!r}, name={self.name!r})"
 
 
+def credentials_from(**values: SecretStr | None) -> dict[str, SecretStr]:
+    """The credentials among `values` that are set, by name (None: not configured)."""
+    return {name: value for name, value in values.items() if value is not None}
+
+
 class Provider(Protocol):
     """One connected account on one cloud."""
 

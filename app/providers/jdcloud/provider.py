@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
-from pydantic import SecretStr
-
 from app.providers.base import (
     Account,
     BindRequest,
@@ -29,6 +27,7 @@ from app.providers.base import (
     ProviderSpec,
     Slot,
     VerifyRequest,
+    credentials_from,
 )
 from app.providers.jdcloud.client import (
     ATTACH,
@@ -347,13 +346,9 @@ def connect(account: Account, settings: Settings) -> JDCloudProvider:
 def default_account(settings: Settings) -> Account:
     """The account named "default": JD's own environment variable names, and
     KEYBIND_JDCLOUD_RATE_LIMIT for every JD action."""
-    credentials: dict[str, SecretStr] = {}
-    for name, value in (
-        ("access_key", settings.jdcloud_access_key),
-        ("secret_key", settings.jdcloud_secret_key),
-    ):
-        if value is not None:
-            credentials[name] = value
+    credentials = credentials_from(
+        access_key=settings.jdcloud_access_key, secret_key=settings.jdcloud_secret_key
+    )
     rates = {action: settings.jdcloud_rate_limit for action in ACTIONS}
     return Account(NAME, "default", settings.jdcloud_endpoint, credentials, rates)
 

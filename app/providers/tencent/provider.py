@@ -6,8 +6,6 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from pydantic import SecretStr
-
 from app.providers.base import (
     Account,
     BindRequest,
@@ -20,6 +18,7 @@ from app.providers.base import (
     ProviderSpec,
     Slot,
     VerifyRequest,
+    credentials_from,
 )
 from app.providers.tencent.client import (
     ASSOCIATE,
@@ -148,14 +147,11 @@ def connect(account: Account, settings: Settings) -> TencentProvider:
 
 def default_account(settings: Settings) -> Account:
     """The account named "default": Tencent's own environment variable names."""
-    credentials: dict[str, SecretStr] = {}
-    for name, value in (
-        ("secret_id", settings.tencentcloud_secret_id),
-        ("secret_key", settings.tencentcloud_secret_key),
-        ("session_token", settings.tencentcloud_session_token),
-    ):
-        if value is not None:
-            credentials[name] = value
+    credentials = credentials_from(
+        secret_id=settings.tencentcloud_secret_id,
+        secret_key=settings.tencentcloud_secret_key,
+        session_token=settings.tencentcloud_session_token,
+    )
     return Account(NAME, "default", settings.tencent_endpoint, credentials)
 
 
