@@ -176,14 +176,3 @@ class _Blocking:
             before = time.monotonic()
             got = (self._restamp(key, member, slots, window, "", max_wait)[1], before, 0.0)
         grant.member, grant.stamped, _ = got
-
-
-def max_in_window(timestamps: list[float], window: float = 1.0) -> int:
-    """The most timestamps in any half-open window [t, t + window)."""
-    ts = sorted(timestamps)
-    best = lo = 0
-    for hi, t in enumerate(ts):
-        while ts[lo] <= t - window:
-            lo += 1
-        best = max(best, hi - lo + 1)
-    return best

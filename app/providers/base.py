@@ -90,6 +90,17 @@ class ProviderConfigError(Exception):
     """A provider or account cannot be built from the settings (names what is missing)."""
 
 
+ErrorTable = Mapping[str, tuple[ErrorClass, str]]
+"""A cloud's known error codes: each one's class and what it means (`<cloud>/errors.py`)."""
+
+
+def error_table_markdown(table: ErrorTable, code_heading: str) -> str:
+    """`table` as the Markdown table the README shows."""
+    rows = [f"| {code_heading} | class | meaning |", "|---|---|---|"]
+    rows += [f"| `{code}` | {cls.value} | {why} |" for code, (cls, why) in table.items()]
+    return "\n".join(rows)
+
+
 @dataclass(frozen=True, slots=True)
 class BindRequest:
     region: str
@@ -133,6 +144,11 @@ class Account:
 
     def __repr__(self) -> str:  # never the credentials
         return f"Account(provider={self.provider!r}, name={self.name!r})"
+
+
+def credentials_from(**values: SecretStr | None) -> dict[str, SecretStr]:
+    """The credentials among `values` that are set, by name (None: not configured)."""
+    return {name: value for name, value in values.items() if value is not None}
 
 
 class Provider(Protocol):

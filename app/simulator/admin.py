@@ -10,10 +10,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from app.simulator.fleet import Fleet
-from app.simulator.jdcloud_fleet import JDFleet
+from app.simulator.jdcloud.fleet import JDFleet
 from app.simulator.state import SimState
 from app.simulator.stats import Stats
+from app.simulator.tencent.fleet import Fleet
 
 
 def routes(state: SimState) -> list[Route]:

@@ -9,10 +9,10 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from app.simulator import admin
-from app.simulator.jdcloud import JDCloudApi
+from app.simulator.jdcloud.api import JDCloudApi
 from app.simulator.limits import DEFAULT_LIMITS
 from app.simulator.state import SimState, SimulatorConfig
-from app.simulator.tencent import TencentApi
+from app.simulator.tencent.api import TencentApi
 
 BIND_ACTIONS = (
     "AssociateInstancesKeyPairs",

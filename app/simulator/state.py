@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.simulator.faults import RateFaults
-from app.simulator.fleet import Fleet, load_fleet
-from app.simulator.jdcloud_fleet import JDFleet
+from app.simulator.jdcloud.fleet import JDFleet
 from app.simulator.limits import DEFAULT_LIMITS, ArrivalWindow
 from app.simulator.stats import Stats
+from app.simulator.tencent.fleet import Fleet, load_fleet
 
 
 @dataclass
@@ -56,7 +56,7 @@ class SimState:
 
 
 def load_jd_fleet(config: SimulatorConfig) -> JDFleet:
-    """The fleet file's `jdcloud` section (see app.simulator.jdcloud_fleet), if any."""
+    """The fleet file's `jdcloud` section (see app.simulator.jdcloud.fleet), if any."""
     fleet = JDFleet(transition_s=config.transition_s)
     if config.fleet_path is not None:
         section = json.loads(config.fleet_path.read_text()).get("jdcloud") or {}

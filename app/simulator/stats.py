@@ -6,11 +6,20 @@ from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from app.limiter.base import max_in_window
-
 THROTTLED = "RequestLimitExceeded"
 # What each cloud answers when over its limit: Tencent's code, JD's status.
 THROTTLED_CODES = frozenset({THROTTLED, "RATE_LIMIT_EXCEEDED"})
+
+
+def max_in_window(timestamps: list[float], window: float = 1.0) -> int:
+    """The most timestamps in any half-open window [t, t + window)."""
+    ts = sorted(timestamps)
+    best = lo = 0
+    for hi, t in enumerate(ts):
+        while ts[lo] <= t - window:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
 
 
 @dataclass

@@ -7,8 +7,8 @@ import json
 import httpx
 import pytest
 
-from app.providers.base import ErrorClass
-from app.providers.jdcloud.client import JDCloudClient, JDCloudConfigError, query_pairs
+from app.providers.base import ErrorClass, ProviderConfigError
+from app.providers.jdcloud.client import JDCloudClient, query_pairs
 from app.providers.jdcloud.errors import TABLE, classify
 
 
@@ -201,7 +201,7 @@ def test_page_size_outside_ten_to_a_hundred_is_a_programming_error(size: int) ->
 
 
 def test_bad_endpoint_names_the_variable_and_repr_hides_secrets() -> None:
-    with pytest.raises(JDCloudConfigError, match="KEYBIND_JDCLOUD_ENDPOINT"):
+    with pytest.raises(ProviderConfigError, match="KEYBIND_JDCLOUD_ENDPOINT"):
         JDCloudClient(endpoint="vm.jdcloud-api.com", access_key="a", secret_key="s")
     c = JDCloudClient(access_key="AKVISIBLE", secret_key="TOPSECRET")
     assert "TOPSECRET" not in repr(c) and "AKVISIBLE" not in repr(c)

@@ -144,6 +144,30 @@ def test_cn_and_intl_endpoints(endpoint: str, url: str, tmp_path: Path) -> None:
     p.close()
 
 
+@pytest.mark.parametrize(
+    ("provider", "credentials", "variable"),
+    [
+        ("tencent", {"secret_id": "AKIDvisible", "secret_key": "tc-TOPSECRET"}, "TENCENT"),
+        ("jdcloud", {"access_key": "JDCvisible", "secret_key": "jd-TOPSECRET"}, "JDCLOUD"),
+    ],
+)
+def test_a_malformed_endpoint_is_a_config_error_naming_the_variable(
+    tmp_path: Path, provider: str, credentials: dict[str, str], variable: str
+) -> None:
+    """What the bind task turns into keybind.AccountMisconfigured, whichever the cloud."""
+    from pydantic import SecretStr
+
+    from app.providers.base import Account
+
+    creds = {k: SecretStr(v) for k, v in credentials.items()}
+    account = Account(provider, "default", "not a url", creds)
+    with pytest.raises(ProviderConfigError) as info:
+        spec(provider).connect(account, Settings(home=tmp_path))
+    message = str(info.value)
+    assert f"KEYBIND_{variable}_ENDPOINT" in message
+    assert not any(v in message for v in credentials.values())
+
+
 def test_the_accounts_file_may_be_toml(tmp_path: Path) -> None:
     path = tmp_path / "accounts.toml"
     path.write_text(

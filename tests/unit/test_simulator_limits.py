@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from app.simulator.limits import ArrivalWindow
+from app.simulator.stats import max_in_window
 
 
 def admitted(
@@ -26,3 +27,10 @@ def test_each_account_and_action_has_its_own_window() -> None:
     assert not w.admit("AssociateInstancesKeyPairs", 100.5, "a")
     # A second later the window has moved on.
     assert w.admit("AssociateInstancesKeyPairs", 101.01, "a")
+
+
+def test_stats_count_the_busiest_half_open_second() -> None:
+    # 1.0 and 2.0 are a second apart, so never in one window [t, t + 1).
+    assert max_in_window([2.0, 1.0, 1.5, 1.9]) == 3
+    assert max_in_window([1.0, 2.0, 3.0]) == 1
+    assert max_in_window([]) == 0

@@ -9,12 +9,13 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote
 
 import httpx
 
 from app.providers import slots
 from app.providers.base import CallError, CallResult, Slot
+from app.providers.http import cloud_client, endpoint_base, no_answer
 from app.providers.jdcloud.errors import classify
 from app.providers.jdcloud.signing import JDCLOUD3, JDCloudAuth, Version
 
@@ -23,10 +24,6 @@ ATTACH = "attachKeypair"
 DETACH = "detachKeypair"
 DESCRIBE_INSTANCES = "describeInstances"
 MIN_PAGE_SIZE, MAX_PAGE_SIZE = 10, 100
-
-
-class JDCloudConfigError(Exception):
-    """The client cannot be built from the settings (names the variable)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,19 +86,12 @@ class JDCloudClient:
         version: Version = JDCLOUD3,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        url = urlsplit(endpoint)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            raise JDCloudConfigError(
-                f"KEYBIND_JDCLOUD_ENDPOINT is not an http(s) URL: {endpoint!r}"
-            )
-        self.endpoint = f"{url.scheme}://{url.netloc}"
-        self._http = httpx.Client(
-            base_url=self.endpoint,
+        self.endpoint = endpoint_base(endpoint, "KEYBIND_JDCLOUD_ENDPOINT")
+        self._http = cloud_client(
+            self.endpoint,
             auth=JDCloudAuth(access_key, secret_key, version=version),
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
-            limits=httpx.Limits(max_connections=10, max_keepalive_connections=10),
+            timeout_s=timeout_s,
             transport=transport,
-            trust_env=False,  # a proxy from the environment must not see signed requests
         )
 
     def __repr__(self) -> str:  # never the credentials
@@ -114,7 +104,7 @@ class JDCloudClient:
         path: str,
         *,
         body: Mapping[str, Any] | None = None,
-        params: list[tuple[str, str]] | None = None,
+        params: Sequence[tuple[str, str]] | None = None,
         slot: Slot | None = None,
     ) -> tuple[CallResult, dict[str, Any]]:
         """One request; returns the result and the answer's `result` object (empty on failure).
@@ -126,16 +116,13 @@ class JDCloudClient:
                 method,
                 path,
                 content=content,
-                params=params,
+                # A tuple: httpx's type takes str pairs in a tuple, not in a list (invariant).
+                params=tuple(params) if params is not None else None,
                 headers={"Content-Type": "application/json"},
                 extensions=slots.extensions(slot),
             )
-        except httpx.TimeoutException as exc:
-            return self._failed(action, started, None, "keybind.Timeout", type(exc).__name__), {}
         except httpx.TransportError as exc:
-            return self._failed(
-                action, started, None, "keybind.ConnectionError", type(exc).__name__
-            ), {}
+            return self._failed(action, started, None, *no_answer(exc)), {}
         latency = (time.perf_counter() - started) * 1000
         status = response.status_code
         header_id = response.headers.get("x-jdcloud-request-id")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 
-from app.providers.base import ErrorClass
+from app.providers.base import ErrorClass, error_table_markdown
 
 R, W, T = ErrorClass.RETRY, ErrorClass.WAIT_STATE, ErrorClass.TERMINAL
 
@@ -86,9 +86,7 @@ def is_already_attached(status: str, message: str) -> bool:
 
 
 def markdown_table() -> str:
-    rows = ["| status | class | meaning |", "|---|---|---|"]
-    rows += [f"| `{code}` | {cls.value} | {why} |" for code, (cls, why) in TABLE.items()]
-    return "\n".join(rows)
+    return error_table_markdown(TABLE, "status")
 
 
 if __name__ == "__main__":

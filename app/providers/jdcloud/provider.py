@@ -13,8 +13,6 @@ import re
 from collections.abc import Sequence
 from dataclasses import replace
 
-from pydantic import SecretStr
-
 from app.config import Settings
 from app.providers.base import (
     Account,
@@ -27,7 +25,9 @@ from app.providers.base import (
     Outcome,
     Pace,
     ProviderSpec,
+    Slot,
     VerifyRequest,
+    credentials_from,
 )
 from app.providers.jdcloud.client import (
     ATTACH,
@@ -40,6 +40,7 @@ from app.providers.jdcloud.client import (
 )
 from app.providers.jdcloud.errors import REPLACE_HINT, classify, is_already_attached
 from app.providers.jdcloud.regions import INSTANCE_ID, REGIONS
+from app.providers.verify import verify_by_lookup
 
 NAME = "jdcloud"
 # JD publishes no per-action limit (reference B7): a conservative default for every action,
@@ -137,20 +138,27 @@ class JDCloudProvider:
     def _describe(
         self, region: str, ids: Sequence[str], pace: Pace, outcome: Outcome
     ) -> tuple[CallResult, dict[str, InstanceView]]:
-        """One describeInstances call per 100 IDs (pageSize 100, page 1 holds them all)."""
+        """One describeInstances call per 100 IDs; stops at the first that fails."""
         views: dict[str, InstanceView] = {}
         call: CallResult | None = None
         for start in range(0, len(ids), MAX_PAGE_SIZE):
-            chunk = tuple(ids[start : start + MAX_PAGE_SIZE])
-            slot = pace(DESCRIBE_INSTANCES)
-            page = self.client.describe_instances(region, instance_ids=chunk, slot=slot)
-            call = replace(page.call, instance_ids=chunk)
+            call, found = self._look(
+                region, ids[start : start + MAX_PAGE_SIZE], pace(DESCRIBE_INSTANCES)
+            )
             outcome.calls.append(call)
             if not call.ok:
                 return call, views
-            views.update({v.instance_id: v for v in page.instances})
+            views.update(found)
         assert call is not None
         return call, views
+
+    def _look(
+        self, region: str, ids: Sequence[str], slot: Slot
+    ) -> tuple[CallResult, dict[str, InstanceView]]:
+        """One describeInstances call for at most 100 IDs (pageSize 100: page 1 holds them all)."""
+        chunk = tuple(ids)
+        page = self.client.describe_instances(region, instance_ids=chunk, slot=slot)
+        return replace(page.call, instance_ids=chunk), {v.instance_id: v for v in page.instances}
 
     def bind(self, request: BindRequest, pace: Pace) -> Outcome:
         outcome = Outcome()
@@ -303,25 +311,15 @@ class JDCloudProvider:
         outcome.results.update(results)
 
     def verify(self, request: VerifyRequest, pace: Pace) -> Outcome:
-        outcome = Outcome()
         key = request.key_ids[0]
-        ids = list(request.instance_ids)
-        for start in range(0, len(ids), MAX_PAGE_SIZE):
-            chunk = ids[start : start + MAX_PAGE_SIZE]
-            try:
-                call, views = self._describe(request.region, chunk, pace, outcome)
-            except NoSlot:
-                if not outcome.calls:
-                    raise
-                return outcome
-            for iid in chunk:
-                if not call.ok:
-                    result = InstanceResult(InstanceStatus.FAILED, call.error, call.request_id)
-                else:
-                    verdict = judge(views.get(iid), key)
-                    result = InstanceResult(verdict.status, verdict.error, call.request_id)
-                outcome.results[iid] = result
-        return outcome
+        return verify_by_lookup(
+            request.instance_ids,
+            pace,
+            action=DESCRIBE_INSTANCES,
+            chunk_size=MAX_PAGE_SIZE,
+            describe=lambda chunk, slot: self._look(request.region, chunk, slot),
+            judge=lambda iid, view: judge(view, key),
+        )
 
     def close(self) -> None:
         self.client.close()
@@ -345,13 +343,9 @@ def connect(account: Account, settings: Settings) -> JDCloudProvider:
 def default_account(settings: Settings) -> Account:
     """The account named "default": JD's own environment variable names, and
     KEYBIND_JDCLOUD_RATE_LIMIT for every JD action."""
-    credentials: dict[str, SecretStr] = {}
-    for name, value in (
-        ("access_key", settings.jdcloud_access_key),
-        ("secret_key", settings.jdcloud_secret_key),
-    ):
-        if value is not None:
-            credentials[name] = value
+    credentials = credentials_from(
+        access_key=settings.jdcloud_access_key, secret_key=settings.jdcloud_secret_key
+    )
     rates = {action: settings.jdcloud_rate_limit for action in ACTIONS}
     return Account(NAME, "default", settings.jdcloud_endpoint, credentials, rates)
 

@@ -8,12 +8,12 @@ import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 import httpx
 
 from app.providers import slots
 from app.providers.base import CallError, CallResult, ProviderConfigError, Slot, utcnow
+from app.providers.http import cloud_client, endpoint_base, no_answer
 from app.providers.tencent.errors import classify
 from app.providers.tencent.signing import TC3Auth
 
@@ -77,19 +77,12 @@ class TencentClient:
         timeout_s: float = 10.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        url = urlsplit(endpoint)
-        if url.scheme not in ("http", "https") or not url.netloc:
-            raise ProviderConfigError(
-                f"KEYBIND_TENCENT_ENDPOINT is not an http(s) URL: {endpoint!r}"
-            )
-        self.endpoint = f"{url.scheme}://{url.netloc}"
-        self._http = httpx.Client(
-            base_url=self.endpoint,
+        self.endpoint = endpoint_base(endpoint, "KEYBIND_TENCENT_ENDPOINT")
+        self._http = cloud_client(
+            self.endpoint,
             auth=TC3Auth(secret_id, secret_key, session_token=session_token),
-            timeout=httpx.Timeout(timeout_s, connect=min(timeout_s, 5.0)),
-            limits=httpx.Limits(max_connections=10, max_keepalive_connections=10),
+            timeout_s=timeout_s,
             transport=transport,
-            trust_env=False,  # a proxy from the environment must not see signed requests
         )
 
     def __repr__(self) -> str:  # never the credentials
@@ -113,10 +106,8 @@ class TencentClient:
             response = self._http.post(
                 "/", content=body, headers=headers, extensions=slots.extensions(slot)
             )
-        except httpx.TimeoutException as exc:
-            return call.failed(None, "keybind.Timeout", type(exc).__name__), {}
         except httpx.TransportError as exc:
-            return call.failed(None, "keybind.ConnectionError", type(exc).__name__), {}
+            return call.failed(None, *no_answer(exc)), {}
         if response.status_code != 200:
             message = f"HTTP {response.status_code}: {response.text[:200]}"
             return call.failed(response.status_code, "keybind.HttpStatus", message), {}

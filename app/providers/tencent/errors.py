@@ -7,7 +7,7 @@ failures that never reached an answer. Unknown codes are terminal, shown as they
 
 from __future__ import annotations
 
-from app.providers.base import ErrorClass
+from app.providers.base import ErrorClass, error_table_markdown
 
 R, W, P, T = ErrorClass.RETRY, ErrorClass.WAIT_STATE, ErrorClass.POWER_STATE, ErrorClass.TERMINAL
 
@@ -134,9 +134,7 @@ def names_an_instance(code: str) -> bool:
 
 
 def markdown_table() -> str:
-    rows = ["| code | class | meaning |", "|---|---|---|"]
-    rows += [f"| `{code}` | {cls.value} | {why} |" for code, (cls, why) in TABLE.items()]
-    return "\n".join(rows)
+    return error_table_markdown(TABLE, "code")
 
 
 if __name__ == "__main__":

@@ -5,20 +5,20 @@ from __future__ import annotations
 
 import re
 
-from pydantic import SecretStr
-
 from app.config import Settings
 from app.providers.base import (
     Account,
     BindRequest,
     CallError,
+    CallResult,
     InstanceResult,
     InstanceStatus,
-    NoSlot,
     Outcome,
     Pace,
     ProviderSpec,
+    Slot,
     VerifyRequest,
+    credentials_from,
 )
 from app.providers.tencent.client import (
     ASSOCIATE,
@@ -29,6 +29,7 @@ from app.providers.tencent.client import (
 )
 from app.providers.tencent.errors import classify, names_an_instance
 from app.providers.tencent.regions import REGIONS
+from app.providers.verify import verify_by_lookup
 
 NAME = "tencent"
 CN_ENDPOINT = "https://cvm.tencentcloudapi.com"
@@ -104,33 +105,22 @@ class TencentProvider:
         return Outcome.from_call(call, InstanceStatus.ACCEPTED)
 
     def verify(self, request: VerifyRequest, pace: Pace) -> Outcome:
-        outcome = Outcome()
-        ids = list(request.instance_ids)
-        for start in range(0, len(ids), MAX_IDS_PER_CALL):
-            chunk = ids[start : start + MAX_IDS_PER_CALL]
-            try:
-                slot = pace(DESCRIBE_INSTANCES)
-            except NoSlot:
-                if not outcome.calls:
-                    raise
-                return outcome  # what the calls so far decided; the rest is handed back
-            call, views = self.client.describe_instances(
-                request.region, instance_ids=chunk, limit=MAX_IDS_PER_CALL, slot=slot
-            )
-            outcome.calls.append(call)
-            seen = {v.instance_id: v for v in views}
-            for iid in chunk:
-                if call.error is not None:
-                    result = InstanceResult(InstanceStatus.FAILED, call.error, call.request_id)
-                else:
-                    verdict = judge(
-                        seen.get(iid), request.key_ids, request.bind_request_ids.get(iid)
-                    )
-                    result = InstanceResult(
-                        verdict.status, verdict.error, call.request_id, verdict.notes
-                    )
-                outcome.results[iid] = result
-        return outcome
+        return verify_by_lookup(
+            request.instance_ids,
+            pace,
+            action=DESCRIBE_INSTANCES,
+            chunk_size=MAX_IDS_PER_CALL,
+            describe=lambda chunk, slot: self._describe(request.region, chunk, slot),
+            judge=lambda iid, view: judge(view, request.key_ids, request.bind_request_ids.get(iid)),
+        )
+
+    def _describe(
+        self, region: str, ids: list[str], slot: Slot
+    ) -> tuple[CallResult, dict[str, InstanceView]]:
+        call, views = self.client.describe_instances(
+            region, instance_ids=ids, limit=MAX_IDS_PER_CALL, slot=slot
+        )
+        return call, {v.instance_id: v for v in views}
 
     def close(self) -> None:
         self.client.close()
@@ -154,14 +144,11 @@ def connect(account: Account, settings: Settings) -> TencentProvider:
 
 def default_account(settings: Settings) -> Account:
     """The account named "default": Tencent's own environment variable names."""
-    credentials: dict[str, SecretStr] = {}
-    for name, value in (
-        ("secret_id", settings.tencentcloud_secret_id),
-        ("secret_key", settings.tencentcloud_secret_key),
-        ("session_token", settings.tencentcloud_session_token),
-    ):
-        if value is not None:
-            credentials[name] = value
+    credentials = credentials_from(
+        secret_id=settings.tencentcloud_secret_id,
+        secret_key=settings.tencentcloud_secret_key,
+        session_token=settings.tencentcloud_session_token,
+    )
     return Account(NAME, "default", settings.tencent_endpoint, credentials)
 
 

@@ -11,7 +11,6 @@ real cloud does for a mixed batch; keybind's provider copes with both.
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import re
@@ -20,7 +19,6 @@ import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -28,6 +26,8 @@ from starlette.routing import Route
 
 from app.providers.jdcloud import signing
 from app.providers.jdcloud.regions import REGIONS
+from app.simulator.faults import act_out, is_api_error
+from app.simulator.params import json_object, strings, unflatten
 from app.simulator.state import SimState
 
 AUTH_RE = re.compile(
@@ -147,29 +147,6 @@ def verify(request: Request, body: bytes, credentials: dict[str, str], now: floa
     raise JDFailure("UNAUTHENTICATED", "Authentication failed: signature does not match")
 
 
-def _unflatten(query: str) -> dict[str, Any]:
-    """`filters.1.name=x&filters.1.values.1=y` -> {"filters": [{"name": x, "values": [y]}]}."""
-    root: dict[str, Any] = {}
-    for key, value in parse_qsl(query, keep_blank_values=True):
-        node = root
-        parts = key.split(".")
-        for part in parts[:-1]:
-            child = node.setdefault(part, {})
-            if not isinstance(child, dict):
-                raise JDFailure("INVALID_ARGUMENT", f"parameter {key!r} clashes with another")
-            node = child
-        node[parts[-1]] = value
-    return _listify(root)  # type: ignore[no-any-return]
-
-
-def _listify(node: Any) -> Any:
-    if not isinstance(node, dict):
-        return node
-    if node and all(k.isdigit() for k in node):
-        return [_listify(node[k]) for k in sorted(node, key=int)]
-    return {k: _listify(v) for k, v in node.items()}
-
-
 def _int(params: dict[str, Any], name: str, default: int) -> int:
     try:
         return int(params.get(name, default))
@@ -196,31 +173,25 @@ class JDCloudApi:
         instance_ids: list[str] = []
         try:
             verify(request, body, self.state.config.jd_credentials, time.time())
-            params: dict[str, Any] = {}
-            if request.method == "POST" and body:
-                try:
-                    params = json.loads(body)
-                except ValueError as exc:
-                    raise JDFailure("INVALID_ARGUMENT", "the body is not JSON") from exc
-                if not isinstance(params, dict):
-                    raise JDFailure("INVALID_ARGUMENT", "the body must be a JSON object")
-            ids = params.get("instanceIds")
-            instance_ids = [i for i in ids if isinstance(i, str)] if isinstance(ids, list) else []
+            try:
+                # A GET's query is the describe handler's to read.
+                params = json_object(body) if request.method == "POST" else {}
+            except ValueError as exc:
+                raise JDFailure("INVALID_ARGUMENT", str(exc)) from exc
+            instance_ids = strings(params.get("instanceIds"))
             if not self.state.window.admit(action, arrived):
                 raise JDFailure("RATE_LIMIT_EXCEEDED", f"{action} exceeds its call rate limit")
             fault = self.state.faults.draw(action)
-            if fault == "http5xx":
-                code = "HTTP502"
-                return Response("<html>502 Bad Gateway</html>", 502, media_type="text/html")
-            if fault == "timeout":
-                code = "Timeout"
-                await asyncio.sleep(self.state.config.timeout_fault_s)
-                return Response("", status_code=504)
-            if fault == "slow":
-                await asyncio.sleep(self.state.config.slow_fault_s)
-            elif fault is not None:
+            if fault is not None and is_api_error(fault):
                 status = FAULTS.get(fault, "INTERNAL")
                 raise JDFailure(status, f"injected fault: {MESSAGES.get(status, status)}")
+            config = self.state.config
+            broken = await act_out(
+                fault, timeout_s=config.timeout_fault_s, slow_s=config.slow_fault_s
+            )
+            if broken is not None:
+                code, response = broken
+                return response
             region = request.path_params.get("region", "")
             if region not in REGIONS:
                 raise JDFailure("INVALID_ARGUMENT", f"invalid regionId {region!r}")
@@ -245,9 +216,11 @@ class JDCloudApi:
 
     async def instances(self, request: Request) -> Response:
         def handle(req: Request, params: dict[str, Any], region: str, now: float) -> Any:
-            return self._describe(
-                _unflatten(req.scope.get("query_string", b"").decode()), region, now
-            )
+            try:
+                query = unflatten(req.scope.get("query_string", b"").decode())
+            except ValueError as exc:
+                raise JDFailure("INVALID_ARGUMENT", str(exc)) from exc
+            return self._describe(query, region, now)
 
         return await self._serve(request, DESCRIBE, handle)
 

@@ -26,6 +26,8 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from app.simulator.faults import ScriptedFault, next_scripted
+
 INSTANCE_ID = re.compile(r"i-[0-9a-z]{10}")
 STATUSES = frozenset(
     {
@@ -52,12 +54,6 @@ SETTLES_TO = {
 
 
 @dataclass
-class JDFault:
-    status: str
-    times: int
-
-
-@dataclass
 class JDInstance:
     id: str
     status: str = "stopped"
@@ -67,7 +63,7 @@ class JDInstance:
     tags: dict[str, str] = field(default_factory=dict)
     key_names: list[str] = field(default_factory=list)
     missing: bool = False
-    faults: list[JDFault] = field(default_factory=list)
+    faults: list[ScriptedFault] = field(default_factory=list)  # codes are JD statuses
     settles_at: float | None = None
     attaches: int = 0  # successful attaches, to count instances attached more than once
 
@@ -77,13 +73,7 @@ class JDInstance:
             self.settles_at = None
 
     def next_fault(self) -> str | None:
-        while self.faults:
-            fault = self.faults[0]
-            if fault.times > 0:
-                fault.times -= 1
-                return fault.status
-            self.faults.pop(0)
-        return None
+        return next_scripted(self.faults)
 
     def view(self) -> dict[str, Any]:
         """The describeInstances `Instance` fields keybind and the SDK read."""
@@ -138,7 +128,8 @@ class JDFleet:
             key_names=[str(k) for k in spec.get("key_names") or []],
             missing=bool(spec.get("missing", False)),
             faults=[
-                JDFault(str(f["status"]), int(f.get("times", 1))) for f in spec.get("faults") or []
+                ScriptedFault(str(f["status"]), int(f.get("times", 1)))
+                for f in spec.get("faults") or []
             ],
         )
         if status in SETTLES_TO:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import re
@@ -10,13 +9,14 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
 
 from app.providers.tencent import signing
 from app.providers.tencent.regions import REGIONS
+from app.simulator.faults import act_out, is_api_error
+from app.simulator.params import json_object, strings, unflatten
 from app.simulator.state import SimState
 
 AUTH_RE = re.compile(
@@ -116,26 +116,6 @@ def verify(
     return str(secret_id)
 
 
-def _unflatten(pairs: list[tuple[str, str]]) -> dict[str, Any]:
-    """GET params `InstanceIds.0=a&Filters.0.Values.0=y` -> the JSON body's nested shape."""
-    root: dict[str, Any] = {}
-    for key, value in pairs:
-        parts = key.split(".")
-        node = root
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-        node[parts[-1]] = value
-    return _listify(root)  # type: ignore[no-any-return]
-
-
-def _listify(node: Any) -> Any:
-    if not isinstance(node, dict):
-        return node
-    if node and all(k.isdigit() for k in node):
-        return [_listify(node[k]) for k in sorted(node, key=int)]
-    return {k: _listify(v) for k, v in node.items()}
-
-
 def _id_list(
     params: dict[str, Any], name: str, pattern: re.Pattern[str], malformed: str, *, required: bool
 ) -> list[str]:
@@ -156,6 +136,12 @@ def _id_list(
         if not pattern.fullmatch(v):
             raise ApiFailure(malformed, f"invalid ID format: {v}")
     return values
+
+
+def _instance_ids(params: dict[str, Any], *, required: bool) -> list[str]:
+    return _id_list(
+        params, "InstanceIds", INSTANCE_ID, "InvalidInstanceId.Malformed", required=required
+    )
 
 
 def _bool(params: dict[str, Any], name: str) -> bool:
@@ -193,19 +179,12 @@ class TencentApi:
             account = verify(
                 request, body, self.state.config.credentials, time.time(), self.state.config.tokens
             )
-            if request.method == "GET":
-                params = _unflatten(parse_qsl(request.url.query, keep_blank_values=True))
-            elif body:
-                try:
-                    params = json.loads(body)
-                except ValueError as exc:
-                    raise ApiFailure("InvalidParameter", "the body is not JSON") from exc
-                if not isinstance(params, dict):
-                    raise ApiFailure("InvalidParameter", "the body must be a JSON object")
-            raw_ids = params.get("InstanceIds")
-            instance_ids = (
-                [i for i in raw_ids if isinstance(i, str)] if isinstance(raw_ids, list) else []
-            )
+            try:
+                get = request.method == "GET"
+                params = unflatten(request.url.query) if get else json_object(body)
+            except ValueError as exc:
+                raise ApiFailure("InvalidParameter", str(exc)) from exc
+            instance_ids = strings(params.get("InstanceIds"))
             if request.headers.get("x-tc-version") != "2017-03-12":
                 raise ApiFailure("NoSuchVersion", "X-TC-Version must be 2017-03-12")
             handler = getattr(self, f"do_{action}", None)
@@ -217,21 +196,15 @@ class TencentApi:
                     f"{action} exceeds its limit of calls per second; reduce the call rate",
                 )
             fault = self.state.faults.draw(action)
-            if fault == "http5xx":
-                code = "HTTP502"
-                return Response(
-                    "<html><body>502 Bad Gateway</body></html>",
-                    status_code=502,
-                    media_type="text/html",
-                )
-            if fault == "timeout":
-                code = "Timeout"
-                await asyncio.sleep(self.state.config.timeout_fault_s)
-                return Response("", status_code=504)
-            if fault == "slow":
-                await asyncio.sleep(self.state.config.slow_fault_s)
-            elif fault is not None:
+            if fault is not None and is_api_error(fault):
                 raise ApiFailure(fault, f"injected fault: {fault}")
+            config = self.state.config
+            broken = await act_out(
+                fault, timeout_s=config.timeout_fault_s, slow_s=config.slow_fault_s
+            )
+            if broken is not None:
+                code, response = broken
+                return response
             region = request.headers.get("x-tc-region", "")
             if region not in REGIONS:
                 raise ApiFailure("UnsupportedRegion", f"the region {region!r} is not supported")
@@ -259,9 +232,7 @@ class TencentApi:
         self, params: dict[str, Any], request_id: str, now: float, *, associate: bool
     ) -> dict[str, Any]:
         fleet = self.state.fleet
-        ids = _id_list(
-            params, "InstanceIds", INSTANCE_ID, "InvalidInstanceId.Malformed", required=True
-        )
+        ids = _instance_ids(params, required=True)
         keys = _id_list(params, "KeyIds", KEY_ID, "InvalidKeyPairId.Malformed", required=True)
         force_stop = _bool(params, "ForceStop")
         for key in keys:
@@ -316,37 +287,23 @@ class TencentApi:
         self, params: dict[str, Any], request_id: str, now: float
     ) -> dict[str, Any]:
         fleet = self.state.fleet
-        ids = _id_list(
-            params, "InstanceIds", INSTANCE_ID, "InvalidInstanceId.Malformed", required=False
-        )
+        ids = _instance_ids(params, required=False)
         filters = params.get("Filters") or []
         if ids and filters:
             raise ApiFailure("InvalidParameter", "InstanceIds and Filters cannot be given together")
         offset, limit = _page(params)
-        if ids:
-            found = [inst for iid in ids if (inst := fleet.instance(iid, now)) is not None]
-        else:
-            found = []
-            for inst in list(fleet.instances.values()):
-                inst.advance(now)
-                if not inst.missing and _matches(inst.view(), inst.tags, filters):
-                    found.append(inst)
+        found = fleet.listed(ids, now)
+        if filters:
+            found = [i for i in found if _matches(i.view(), i.tags, filters)]
         page = found[offset : offset + limit]
         return {"TotalCount": len(found), "InstanceSet": [i.view() for i in page]}
 
     def do_DescribeInstancesStatus(
         self, params: dict[str, Any], request_id: str, now: float
     ) -> dict[str, Any]:
-        fleet = self.state.fleet
-        ids = _id_list(
-            params, "InstanceIds", INSTANCE_ID, "InvalidInstanceId.Malformed", required=False
-        )
+        ids = _instance_ids(params, required=False)
         offset, limit = _page(params)
-        found = (
-            [inst for iid in ids if (inst := fleet.instance(iid, now)) is not None]
-            if ids
-            else [i for i in fleet.instances.values() if not i.missing]
-        )
+        found = self.state.fleet.listed(ids, now)
         page = found[offset : offset + limit]
         return {
             "TotalCount": len(found),

@@ -33,6 +33,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from app.simulator.faults import ScriptedFault, next_scripted
+
 # Where a transitional state ends up once it has settled.
 SETTLES_TO = {
     "PENDING": "STOPPED",
@@ -63,12 +65,6 @@ STATES = frozenset(
         "FREEZING",
     }
 )
-
-
-@dataclass
-class ScriptedFault:
-    code: str
-    times: int
 
 
 @dataclass
@@ -152,13 +148,7 @@ class Instance:
         return bool(self.op_steps)
 
     def next_fault(self) -> str | None:
-        while self.faults:
-            fault = self.faults[0]
-            if fault.times > 0:
-                fault.times -= 1
-                return fault.code
-            self.faults.pop(0)
-        return None
+        return next_scripted(self.faults)
 
     def view(self) -> dict[str, Any]:
         return {
@@ -200,6 +190,14 @@ class Fleet:
             inst = self.instances[instance_id] = Instance(id=instance_id)
         inst.advance(now)
         return None if inst.missing else inst
+
+    def listed(self, instance_ids: list[str], now: float) -> list[Instance]:
+        """The named instances there are, in the order named; with no names, all of them."""
+        if instance_ids:
+            return [inst for iid in instance_ids if (inst := self.instance(iid, now)) is not None]
+        for inst in self.instances.values():
+            inst.advance(now)
+        return [inst for inst in self.instances.values() if not inst.missing]
 
     def key_pair(self, key_id: str) -> KeyPair | None:
         kp = self.key_pairs.get(key_id)
