@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 from app.broker.producer import CeleryProducer
 from app.config import Settings
 from app.jobs.bind import bind_targets
-from app.jobs.schemas import JobCreate
+from app.jobs.schemas import JDCloudJobCreate, JobCreate
 from app.jobs.submit import Submitter, submit_job
 from app.runtime import Runtime
 from app.store.models import Job, Target
@@ -99,3 +99,42 @@ def test_a_job_whose_account_has_no_credentials_fails_saying_so(
     assert t.state == "failed" and t.error_code == "keybind.AccountMisconfigured"
     assert "SECRET_ID" in (t.error_message or "")
     assert final is not None and final.state == "failed" and final.n_failed == 1
+
+
+def test_a_jd_job_whose_endpoint_is_malformed_fails_saying_so(
+    settings: Settings, tmp_path: Path, producer: CeleryProducer
+) -> None:
+    """A bad endpoint is a configuration error like a missing key: every target fails with
+    keybind.AccountMisconfigured, and the task does not crash (the JD client used to raise an
+    error of its own that nothing caught)."""
+    path = tmp_path / "accounts.json"
+    path.write_text(
+        json.dumps(
+            {"jdcloud": {"ops": {"endpoint": "not a url", "access_key": "a", "secret_key": "s"}}}
+        )
+    )
+    rt = Runtime(settings.model_copy(update={"accounts_file": path}))
+    body = {
+        "provider": "jdcloud",
+        "account": "ops",
+        "region": "cn-north-1",
+        "instance_ids": ["i-abcdefgh12"],
+        "key_name": "ops-2026",
+        "password_auth": "no",
+    }
+    job = submit_job(
+        sessions=rt.sessions,
+        request=JDCloudJobCreate.model_validate(body),
+        submitter=Submitter("test"),
+        max_instances=10,
+    ).job
+    with rt.sessions() as s:
+        target_ids = list(s.scalars(select(Target.id).where(Target.job_id == job.id)))
+    try:
+        assert bind_targets(rt, producer, target_ids) == 0
+        with rt.sessions() as s:
+            t = s.scalars(select(Target).where(Target.job_id == job.id)).one()
+        assert (t.state, t.error_code) == ("failed", "keybind.AccountMisconfigured")
+        assert "KEYBIND_JDCLOUD_ENDPOINT" in (t.error_message or "")
+    finally:
+        rt.close()
